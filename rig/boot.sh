@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Stage 5: boot the kernel + initramfs on an emulated machine and capture the
+# serial console. Never needs host virtualization.
+#   svm: AMD SVM+NPT under QEMU TCG (single-threaded: MTTCG oopses once KVM
+#        patches kernel text)
+#   vmx: Intel VMX+EPT under Bochs 2.7 (corei7_skylake_x), "term" display in
+#        a pty, so no window and no network port
+# Usage: boot.sh VENDOR BUILD_DIR INITRD OUTDIR TIMEOUT_S [cmdline words...]
+# A watchdog stops the emulator on a guest panic (Bochs would reboot and run
+# the plan again) or after TIMEOUT_S; rig/collect.sh then reads the log.
+# Exit status: 0 if the guest powered off, 1 on guest panic, 124 on timeout.
+. "$(dirname "$0")/common.sh"
+
+vendor=$1 build=$2 initrd=$3 outdir=$4 limit=$5
+shift 5
+cmdline="console=ttyS0 panic=-1 oops=panic $*"
+mkdir -p "$outdir"
+console=$outdir/console.log
+: >"$console"
+
+case $vendor in
+svm)
+	qemu-system-x86_64 \
+		-accel tcg,thread=single -cpu max -smp 2 -m 2G -machine q35 \
+		-display none -monitor none -serial "file:$console" -nic none \
+		-no-reboot -kernel "$build/bzImage" -initrd "$initrd" \
+		-append "$cmdline" >"$outdir/emulator.log" 2>&1 </dev/null &
+	;;
+vmx)
+	iso=$outdir/iso
+	rm -rf "$iso"; mkdir -p "$iso"
+	cp /usr/lib/ISOLINUX/isolinux.bin /usr/lib/syslinux/modules/bios/ldlinux.c32 "$iso/"
+	cp "$build/bzImage" "$iso/bzimage"
+	cp "$initrd" "$iso/initrd.gz"
+	printf 'DEFAULT linux\nPROMPT 0\nTIMEOUT 0\nLABEL linux\n  KERNEL /bzimage\n  APPEND initrd=/initrd.gz %s\n' \
+		"$cmdline" >"$iso/isolinux.cfg"
+	genisoimage -quiet -o "$outdir/boot.iso" -b isolinux.bin -c boot.cat \
+		-no-emul-boot -boot-load-size 4 -boot-info-table -R -J "$iso"
+	cat >"$outdir/bochsrc" <<EOT
+megs: 1024
+cpu: model=corei7_skylake_x, count=1, ips=200000000
+romimage: file=/usr/share/bochs/BIOS-bochs-latest
+vgaromimage: file=/usr/share/vgabios/vgabios.bin
+ata0-master: type=cdrom, path=$outdir/boot.iso, status=inserted
+boot: cdrom
+pci: enabled=1, chipset=i440fx
+clock: sync=none, time0=local
+com1: enabled=1, mode=file, dev=$console
+display_library: term
+speaker: enabled=0
+sound: waveoutdrv=dummy, waveindrv=dummy, midioutdrv=dummy
+log: $outdir/bochs.log
+EOT
+	echo c >"$outdir/bochs.rc"   # Debian builds the debugger in: just continue
+	setsid script -qfec \
+		"TERM=xterm exec bochs-bin -q -f $outdir/bochsrc -rc $outdir/bochs.rc" /dev/null \
+		>"$outdir/emulator.log" 2>&1 </dev/null &
+	;;
+*) die "unknown vendor '$vendor' (svm or vmx)" ;;
+esac
+
+pid=$!
+start=$(date +%s)
+rc=0
+while kill -0 "$pid" 2>/dev/null; do
+	if grep -q 'Kernel panic - not syncing' "$console"; then
+		sleep 2; rc=1; break
+	fi
+	if [ $(($(date +%s) - start)) -ge "$limit" ]; then
+		rc=124; break
+	fi
+	sleep 1
+done
+# Bochs runs under script(1) in its own session: take the whole group down.
+pkill -P "$pid" 2>/dev/null || true
+kill -- -"$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true
+wait "$pid" 2>/dev/null || true
+echo "$(($(date +%s) - start))" >"$outdir/seconds"
+exit $rc

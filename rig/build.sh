@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Stage 3: build everything that comes from the patched kernel tree:
+# bzImage, the uAPI headers and the KVM selftests named in tests/plans/.
+# Output: $ARTIFACTS/<key>/{bzImage,config,include/,selftests/}; the directory
+# is printed last on stdout. The key covers base version, series, patches,
+# config and test list, so unchanged inputs are never rebuilt; changed ones
+# rebuild incrementally in the shared O= directory, with ccache underneath.
+# Usage: build.sh [-n N] [-c extra.config] [-k]
+#   -n N  only the first N patches (bisectability check)
+#   -k    kernel only (no headers, no selftests)
+. "$(dirname "$0")/common.sh"
+
+npatches=
+extra=
+kernel_only=0
+while getopts n:c:k o; do
+	case $o in
+	n) npatches=$OPTARG ;;
+	c) extra=$(realpath "$OPTARG") ;;
+	k) kernel_only=1 ;;
+	*) die "usage: build.sh [-n N] [-c extra.config] [-k]" ;;
+	esac
+done
+
+installed=$(dpkg-query -W -f='${Version}' "$BASE_PACKAGE" 2>/dev/null) ||
+	die "$BASE_PACKAGE is not installed: run 'make deps'"
+mapfile -t tests < <("$NESTKIT_ROOT/rig/plan.sh" --all-binaries)
+key=$( {
+	echo "$installed ${npatches:-all} $kernel_only $(gcc -dumpfullversion)"
+	cat "$KERNEL_DIR/series" "$KERNEL_DIR/config/nestkit.config"
+	[ -z "$extra" ] || cat "$extra"
+	series_patches | head -n "${npatches:-100000}" | xargs -r cat
+	echo "${tests[@]}"
+} | sha256sum | cut -c1-16)
+out=$ARTIFACTS/$key
+if [ -f "$out/done" ]; then
+	info "reusing build $key (base + series + config + tests unchanged)" >&2
+	echo "$out"
+	exit 0
+fi
+
+"$NESTKIT_ROOT/rig/prepare.sh" $npatches >&2
+with_lock
+export CCACHE_DIR=$NESTKIT_CACHE/ccache CCACHE_MAXSIZE=5G
+export KBUILD_BUILD_TIMESTAMP="2000-01-01" KBUILD_BUILD_USER=nestkit KBUILD_BUILD_HOST=rig
+kmake() { make -C "$SRC_TREE" O="$BUILD_DIR" CC="ccache gcc" "$@"; }
+rm -rf "$out"
+mkdir -p "$BUILD_DIR" "$out"
+log=$out/build.log
+jobs=$(($(nproc) + 1))
+
+step "configuring kernel (tinyconfig + nestkit.config${extra:+ + $(basename "$extra")})" >&2
+frags=("$KERNEL_DIR/config/nestkit.config")
+[ -z "$extra" ] || frags+=("$extra")
+logged "$log" kmake tinyconfig
+logged "$log" "$SRC_TREE/scripts/kconfig/merge_config.sh" -m -O "$BUILD_DIR" \
+	"$BUILD_DIR/.config" "${frags[@]}"
+logged "$log" kmake olddefconfig
+# merge_config only warns when Kconfig drops a request: make it fatal.
+bad=0
+while IFS= read -r line; do
+	case "$line" in
+	CONFIG_*=*) want=$line ;;
+	'# CONFIG_'*' is not set') want=${line#\# }; want="${want%% *}=n" ;;
+	*) continue ;;
+	esac
+	opt=${want%%=*}
+	have=$(grep -E "^$opt=|^# $opt is not set" "$BUILD_DIR/.config" || true)
+	case "$want" in
+	*=n) [[ -z "$have" || "$have" == "# $opt is not set" ]] && continue ;;
+	*) [ "$have" = "$want" ] && continue ;;
+	esac
+	warn "config: asked for $want, got '${have:-unset}' (missing dependency?)"
+	bad=1
+done < <(cat "${frags[@]}")
+[ "$bad" = 0 ] || die "kernel config does not honour the fragment"
+cp "$BUILD_DIR/.config" "$out/config"
+
+step "building bzImage on $(nproc) cores (first build about 7 min, later ones incremental)" >&2
+t=$(date +%s)
+logged "$log" kmake -j"$jobs" bzImage ||
+	die "kernel build failed: $(grep -m1 -E 'error:|Error [0-9]' "$log" || echo "see $log")"
+cp "$BUILD_DIR/arch/x86/boot/bzImage" "$out/"
+info "bzImage built in $(($(date +%s) - t)) s, $(du -k "$out/bzImage" | cut -f1) KiB" >&2
+
+if [ "$kernel_only" = 0 ]; then
+	step "building ${#tests[@]} KVM selftests from the patched tree" >&2
+	t=$(date +%s)
+	logged "$log" kmake headers
+	mkdir -p "$out/include"
+	cp -a "$BUILD_DIR/usr/include/." "$out/include/"
+	# Fresh output dir each time (ccache keeps it fast): selftest objects have
+	# no dependency tracking on the copied uAPI headers.
+	stdir=$NESTKIT_CACHE/selftests-build
+	rm -rf "$stdir"
+	targets=()
+	for tst in "${tests[@]}"; do targets+=("$stdir/x86_64/$tst"); done
+	# Static binaries: the initramfs then needs no libc.
+	logged "$log" make -C "$SRC_TREE/tools/testing/selftests/kvm" -j"$jobs" \
+		CC="ccache gcc" OUTPUT="$stdir" EXTRA_CFLAGS=-static \
+		KHDR_INCLUDES="-isystem $out/include" "${targets[@]}" ||
+		die "selftest build failed: $(grep -m1 -E 'error:' "$log" || echo "see $log")"
+	mkdir -p "$out/selftests"
+	for tst in "${tests[@]}"; do cp "$stdir/x86_64/$tst" "$out/selftests/"; done
+	info "selftests built in $(($(date +%s) - t)) s" >&2
+fi
+touch "$out/done"
+echo "$out"

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# "make check": every host-side check, then the test plans on both emulated
+# vendors. Ends with "check: N passed, N failed, N skipped" and exits non-zero
+# on any failure. Results and logs: out/check/.
+. "$(dirname "$0")/common.sh"
+
+out=$NESTKIT_ROOT/out/check
+rm -rf "$out"; mkdir -p "$out"
+results=$out/results.tsv
+: >"$results"
+record() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "${4:-}" >>"$results"; }
+
+"$NESTKIT_ROOT/rig/deps.sh"
+
+step "host: userspace unit tests (ASan + UBSan)"
+if logged "$out/unit.log" make -s -C "$NESTKIT_ROOT/userspace" O="$out/userspace-host" test; then
+	record host unit-tests PASS "$(grep -h 'checks passed' "$out/unit.log" | tr '\n' ' ')"
+else
+	record host unit-tests FAIL "see out/check/unit.log"
+fi
+
+step "host: series applies to the pristine base with no fuzz"
+mapfile -t patches < <(series_patches)
+if logged "$out/series.log" "$NESTKIT_ROOT/rig/prepare.sh"; then
+	record host series-applies PASS "${#patches[@]} patches"
+else
+	record host series-applies FAIL "$(grep -m1 'ERROR' "$out/series.log")"
+fi
+
+step "host: checkpatch.pl --strict on ${#patches[@]} patches"
+for p in "${patches[@]}"; do
+	[ -f "$p" ] || continue
+	name=$(basename "$p")
+	if (cd "$SRC_TREE" && ./scripts/checkpatch.pl --strict -q --no-summary "$p") \
+		>"$out/checkpatch-$name.log" 2>&1; then
+		record host "checkpatch $name" PASS
+	else
+		record host "checkpatch $name" FAIL "$(grep -m1 -E '^(ERROR|WARNING|CHECK)' "$out/checkpatch-$name.log")"
+	fi
+done
+
+step "host: kernel (CONFIG_KVM_WERROR=y) and selftests build"
+if build=$("$NESTKIT_ROOT/rig/build.sh" 2>"$out/build.log"); then
+	cat "$out/build.log"
+	record host "kernel+selftests build" PASS "$(basename "$build")"
+else
+	cat "$out/build.log" >&2
+	record host "kernel+selftests build" FAIL "$(grep -m1 ERROR "$out/build.log")"
+	build=
+fi
+
+if [ -n "$build" ]; then
+	"$NESTKIT_ROOT/rig/run-guests.sh" "$build" "$out" plan svm vmx || true
+	for v in svm vmx; do
+		if [ -f "$out/$v/results.tsv" ]; then
+			cat "$out/$v/results.tsv" >>"$results"
+		else
+			record "$v" "(run)" FAIL "guest run did not produce results"
+		fi
+	done
+else
+	record svm "(run)" FAIL "not run: the build failed"
+	record vmx "(run)" FAIL "not run: the build failed"
+fi
+
+echo
+echo "== results (out/check/results.tsv) =="
+awk -F'\t' '{ printf "  %-4s %-40s %-6s %s\n", $1, $2, $3, $4 }' "$results"
+echo
+for s in host svm vmx; do
+	awk -F'\t' -v s="$s" '$1 == s { n[$3]++ } END {
+		printf "  %-4s %d passed, %d failed, %d skipped, %d known failures\n", s,
+		       n["PASS"], n["FAIL"] + n["XPASS"], n["SKIP"], n["XFAIL"] }' "$results"
+done
+awk -F'\t' '{ n[$3]++ } END {
+	if (n["XFAIL"]) printf "known failures: %d (tests/known-failures.list says why)\n", n["XFAIL"]
+	printf "check: %d passed, %d failed, %d skipped\n", n["PASS"], n["FAIL"] + n["XPASS"], n["SKIP"]
+	exit (n["FAIL"] + n["XPASS"] > 0) }' "$results"

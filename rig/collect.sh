@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Stage 6: turn a guest console log into per-test results.
+# Reads the KTAP lines printed by rig/guest/init, the plan, and
+# tests/known-failures.list; detects guest oops/panic/WARN/KASAN reports and
+# charges them to the test that was running. Writes OUTDIR/results.tsv
+# (vendor, test, PASS|FAIL|XFAIL|XPASS, detail) and prints a table. A test
+# that skips itself is a failure: a plan lists only tests that must run here.
+# Usage: collect.sh VENDOR OUTDIR PLAN_FILE BOOT_STATUS
+. "$(dirname "$0")/common.sh"
+
+vendor=$1 outdir=$2 plan=$3 boot_rc=$4
+awk -v vendor="$vendor" -v boot_rc="$boot_rc" \
+    -v kf="$NESTKIT_ROOT/tests/known-failures.list" '
+BEGIN {
+	FS = "\n"
+	while ((getline l < kf) > 0) {
+		if (l ~ /^[[:space:]]*(#|$)/) continue
+		split(l, w, " ")
+		if (w[1] == vendor) {
+			r = l; sub(/^[^ ]+ +[^ ]+ +/, "", r); known[w[2]] = r
+		}
+	}
+	cur = "(boot)"
+}
+FILENAME == ARGV[1] { split($0, w, " "); n_plan++; plan[n_plan] = w[1]; next }
+{ sub(/\r$/, "") }
+/^# nestkit: run / { split($0, w, " "); cur = w[4]; next }
+/^# nestkit: done/ { done = 1; next }
+/Bail out!/ { bail = $0; sub(/.*Bail out! */, "", bail); next }
+/^(not )?ok [0-9]+ / {
+	line = $0; sub(/^(not )?ok [0-9]+ /, "", line)
+	name = line; sub(/ .*/, "", name)
+	detail = ""; if (index(line, "#")) { detail = line; sub(/^[^#]*# */, "", detail) }
+	if ($0 ~ /^not ok/) st[name] = "FAIL"
+	else if (detail ~ /^SKIP/) st[name] = "SKIP"
+	else st[name] = "PASS"
+	det[name] = detail
+	cur = "(between tests)"
+	next
+}
+/(Kernel panic|BUG:|Oops|WARNING:|general protection fault|KASAN:|UBSAN:|kernel BUG at|Call Trace:)/ {
+	if (!(cur in oops)) { o = $0; sub(/^\[[ 0-9.]+\] */, "", o); oops[cur] = o }
+}
+END {
+	for (i = 1; i <= n_plan; i++) {
+		t = plan[i]; s = st[t]; d = det[t]
+		if (s == "") {
+			s = "FAIL"
+			d = bail != "" ? "not run: " bail : \
+			    boot_rc == 124 ? "not run: boot timed out" : "not run: guest ended early"
+		}
+		if (s == "SKIP") { s = "FAIL"; d = "skipped (" d "): a plan test must run, or be listed in tests/known-failures.list" }
+		if (t in oops) { s = "FAIL"; d = "guest kernel: " oops[t] }
+		if (t in known) {
+			if (s == "FAIL") { s = "XFAIL"; d = "known failure: " known[t] }
+			else if (s == "PASS") { s = "XPASS"; d = "passes but is in tests/known-failures.list: remove it" }
+		}
+		printf "%s\t%s\t%s\t%s\n", vendor, t, s, d
+	}
+	for (c in oops) if (c ~ /^\(/)
+		printf "%s\t%s\t%s\t%s\n", vendor, "kernel" c, "FAIL", "guest kernel: " oops[c]
+	if (!done && bail == "")
+		printf "%s\t%s\t%s\t%s\n", vendor, "(run)", "FAIL", \
+		    boot_rc == 124 ? "guest did not finish: emulator timed out" : "guest did not finish: crashed or hung"
+	else if (bail != "" && n_plan == 0)
+		printf "%s\t%s\t%s\t%s\n", vendor, "(run)", "FAIL", bail
+}' "$plan" "$outdir/console.log" >"$outdir/results.tsv"
+
+awk -F'\t' '{ printf "  %-4s %-34s %-6s %s\n", $1, $2, $3, $4 }' "$outdir/results.tsv"

@@ -1,0 +1,62 @@
+# shellcheck shell=bash
+# Shared helpers for the rig scripts: paths, cache layout, progress lines.
+# Sourced, never run.
+
+set -euo pipefail
+
+NESTKIT_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+NESTKIT_CACHE=${NESTKIT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/nestkit}
+# Elapsed time is measured from the top-level command (make exports it).
+NESTKIT_T0=${NESTKIT_T0:-$(date +%s)}
+export NESTKIT_ROOT NESTKIT_CACHE NESTKIT_T0
+
+# shellcheck source=../kernel/base.env
+. "$NESTKIT_ROOT/kernel/base.env"
+
+KERNEL_DIR=$NESTKIT_ROOT/kernel
+SRC_TREE=$NESTKIT_CACHE/src          # pristine base + series, rebuilt on demand
+BUILD_DIR=$NESTKIT_CACHE/build       # kernel O= output, reused across keys
+ARTIFACTS=$NESTKIT_CACHE/artifacts   # one directory per build key
+mkdir -p "$NESTKIT_CACHE"
+
+_elapsed() {
+	local s=$(( $(date +%s) - NESTKIT_T0 ))
+	printf '%02d:%02d' $((s / 60)) $((s % 60))
+}
+
+# step "message": announce a long step; ok/warn/die close or report it.
+step() { printf '[%s] ==> %s\n' "$(_elapsed)" "$*"; }
+info() { printf '[%s]     %s\n' "$(_elapsed)" "$*"; }
+warn() { printf '[%s] !!  %s\n' "$(_elapsed)" "$*" >&2; }
+die()  { printf '[%s] ERROR: %s\n' "$(_elapsed)" "$*" >&2; exit 1; }
+
+# Run "$@" with its output in a log file; on failure show the tail.
+logged() {
+	local log=$1; shift
+	if ! "$@" >"$log" 2>&1; then
+		warn "command failed: $*"
+		warn "last lines of $log:"
+		tail -n 40 "$log" >&2
+		return 1
+	fi
+}
+
+# Serialize everything that touches the shared source/build trees.
+with_lock() {
+	exec 9>"$NESTKIT_CACHE/lock"
+	flock 9
+}
+
+# The series as a list of patch paths, in order (comments and blanks skipped).
+series_patches() {
+	local p
+	while read -r p; do
+		case "$p" in ''|'#'*) continue ;; esac
+		echo "$KERNEL_DIR/patches/$p"
+	done <"$KERNEL_DIR/series"
+}
+
+git_kernel() {
+	git -c gc.auto=0 -c maintenance.auto=0 -c user.name=nestkit -c user.email=nestkit@localhost \
+	    -c advice.detachedHead=false "$@"
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the rig needs, only those missing.
+#   linux-source-6.12            the base kernel of the series
+#   build-essential flex bison bc libelf-dev libssl-dev cpio   kernel build
+#   ccache                       warm rebuilds
+#   busybox-static               the guest's userland
+#   qemu-system-x86              AMD SVM guest (TCG)
+#   bochs bochs-term bochsbios vgabios   Intel VMX guest
+#   isolinux syslinux-common genisoimage  Bochs boots a CD image
+#   util-linux (script, flock, setsid), file, xz-utils, gzip, git, perl  rig glue
+. "$(dirname "$0")/common.sh"
+
+pkgs=(linux-source-6.12 build-essential flex bison bc libelf-dev libssl-dev cpio
+      ccache busybox-static qemu-system-x86 bochs bochs-term bochsbios vgabios
+      isolinux syslinux-common genisoimage util-linux file xz-utils gzip git perl)
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} = 0 ]; then
+	info "Debian dependencies present"
+	exit 0
+fi
+[ "$(id -u)" = 0 ] || die "missing packages: ${missing[*]} (run 'sudo make deps')"
+step "installing ${#missing[@]} Debian packages: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+log=$NESTKIT_CACHE/apt.log
+logged "$log" apt-get update -q || die "apt-get update failed"
+logged "$log" apt-get install -y -q --no-install-recommends "${missing[@]}" ||
+	die "apt-get install failed (see $log)"
+info "installed: ${missing[*]}"

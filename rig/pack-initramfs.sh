@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Stage 4: pack the guest initramfs: busybox-static, /init, the selftests of
+# a build, the plans, and the demo VMM.
+# Usage: pack-initramfs.sh BUILD_DIR DEMO_BINARY OUT.cpio.gz
+. "$(dirname "$0")/common.sh"
+
+build=$1 demo=$2 out=$3
+busybox=/bin/busybox
+file -L "$busybox" | grep -q 'statically linked' ||
+	die "$busybox is not static: install busybox-static ('make deps')"
+root=$(mktemp -d)
+trap 'rm -rf "$root"' EXIT
+mkdir -p "$root"/{bin,usr/bin,dev,proc,sys,tmp,tests,plans}
+cp "$busybox" "$root/bin/busybox"
+cp "$NESTKIT_ROOT/rig/guest/init" "$root/init"
+chmod +x "$root/init"
+cp "$build"/selftests/* "$root/tests/"
+for p in "$NESTKIT_ROOT"/tests/plans/*.list; do
+	v=$(basename "$p" .list)
+	"$NESTKIT_ROOT/rig/plan.sh" "$v" >"$root/plans/$v.list"
+done
+cp "$demo" "$root/usr/bin/nestkit-demo"
+(cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet --reproducible) |
+	gzip -1 >"$out"
+info "initramfs $(du -k "$out" | cut -f1) KiB"
