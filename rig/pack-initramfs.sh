@@ -15,6 +15,7 @@ cp "$busybox" "$root/bin/busybox"
 cp "$NESTKIT_ROOT/rig/guest/init" "$root/init"
 chmod +x "$root/init"
 cp "$build"/selftests/* "$root/tests/"
+strip --strip-debug "$root"/tests/*   # smaller initrd: Bochs loads it through the BIOS
 for p in "$NESTKIT_ROOT"/tests/plans/*.list; do
 	v=$(basename "$p" .list)
 	"$NESTKIT_ROOT/rig/plan.sh" "$v" >"$root/plans/$v.list"

@@ -6,7 +6,7 @@
 # Leaves OUTDIR/VENDOR/{console.log,results.tsv}.
 . "$(dirname "$0")/common.sh"
 
-build=$1 outdir=$2 mode=$3
+build=$1 outdir=$(realpath -m "$2") mode=$3
 shift 3
 mkdir -p "$outdir"
 demo=$outdir/nestkit-demo
