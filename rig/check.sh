@@ -19,6 +19,7 @@ else
 	record host unit-tests FAIL "see out/check/unit.log"
 fi
 
+"$NESTKIT_ROOT/rig/base.sh"
 step "host: series applies to the pristine base with no fuzz"
 mapfile -t patches < <(series_patches)
 if logged "$out/series.log" "$NESTKIT_ROOT/rig/prepare.sh"; then
@@ -40,36 +41,36 @@ for p in "${patches[@]}"; do
 done
 
 step "host: kernel (CONFIG_KVM_WERROR=y) and selftests build"
-if build=$("$NESTKIT_ROOT/rig/build.sh" 2>"$out/build.log"); then
-	cat "$out/build.log"
+# Progress lines go to the terminal and to the log; the build dir to stdout.
+brc=0
+build=$("$NESTKIT_ROOT/rig/build.sh" 2> >(tee "$out/build.log" >&2)) || brc=$?
+wait $! 2>/dev/null || true   # let tee finish the log
+if [ "$brc" = 0 ]; then
 	record host "kernel+selftests build" PASS "$(basename "$build")"
 else
-	cat "$out/build.log" >&2
 	record host "kernel+selftests build" FAIL "$(grep -m1 ERROR "$out/build.log")"
 	build=
 fi
 
+mapfile -t targets < <("$NESTKIT_ROOT/rig/plan.sh" --targets)
 if [ -n "$build" ]; then
-	"$NESTKIT_ROOT/rig/run-guests.sh" "$build" "$out" plan svm vmx || true
-	for v in svm vmx; do
-		if [ -f "$out/$v/results.tsv" ]; then
-			cat "$out/$v/results.tsv" >>"$results"
-		else
-			record "$v" "(run)" FAIL "guest run did not produce results"
-		fi
-	done
-else
-	record svm "(run)" FAIL "not run: the build failed"
-	record vmx "(run)" FAIL "not run: the build failed"
+	"$NESTKIT_ROOT/rig/run-guests.sh" "$build" "$out" plan "${targets[@]}" || true
 fi
+for t in "${targets[@]}"; do
+	if [ -f "$out/$t/results.tsv" ]; then
+		cat "$out/$t/results.tsv" >>"$results"
+	else
+		record "$t" "(run)" FAIL "${build:+guest run produced no results}${build:-not run: the build failed}"
+	fi
+done
 
 echo
 echo "== results (out/check/results.tsv) =="
-awk -F'\t' '{ printf "  %-4s %-40s %-6s %s\n", $1, $2, $3, $4 }' "$results"
+awk -F'\t' '{ printf "  %-12s %-36s %-6s %s\n", $1, $2, $3, $4 }' "$results"
 echo
-for s in host svm vmx; do
+for s in host "${targets[@]}"; do
 	awk -F'\t' -v s="$s" '$1 == s { n[$3]++ } END {
-		printf "  %-4s %d passed, %d failed, %d skipped, %d known failures\n", s,
+		printf "  %-12s %d passed, %d failed, %d skipped, %d known failures\n", s,
 		       n["PASS"], n["FAIL"] + n["XPASS"], n["SKIP"], n["XFAIL"] }' "$results"
 done
 awk -F'\t' '{ n[$3]++ } END {

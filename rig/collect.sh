@@ -5,11 +5,12 @@
 # charges them to the test that was running. Writes OUTDIR/results.tsv
 # (vendor, test, PASS|FAIL|XFAIL|XPASS, detail) and prints a table. A test
 # that skips itself is a failure: a plan lists only tests that must run here.
-# Usage: collect.sh VENDOR OUTDIR PLAN_FILE BOOT_STATUS
+# Usage: collect.sh TARGET OUTDIR PLAN_FILE BOOT_STATUS
 . "$(dirname "$0")/common.sh"
 
-vendor=$1 outdir=$2 plan=$3 boot_rc=$4
-awk -v vendor="$vendor" -v boot_rc="$boot_rc" \
+target=$1 outdir=$2 plan=$3 boot_rc=$4
+# Known failures are per vendor; results are labelled with the target.
+awk -v vendor="${target%%-*}" -v target="$target" -v boot_rc="$boot_rc" \
     -v kf="$NESTKIT_ROOT/tests/known-failures.list" '
 BEGIN {
 	FS = "\n"
@@ -63,17 +64,17 @@ END {
 			if (s == "FAIL") { s = "XFAIL"; d = "known failure: " known[t] }
 			else if (s == "PASS") { s = "XPASS"; d = "passes but is in tests/known-failures.list: remove it" }
 		}
-		printf "%s\t%s\t%s\t%s\n", vendor, t, s, d
+		printf "%s\t%s\t%s\t%s\n", target, t, s, d
 	}
 	for (aw in allowed)
-		printf "%s\t%s\t%s\t%s\n", vendor, "kernel(boot) " aw, "XFAIL", "known boot warning: " bootwarn[aw]
+		printf "%s\t%s\t%s\t%s\n", target, "kernel(boot) " aw, "XFAIL", "known boot warning: " bootwarn[aw]
 	for (c in oops) if (c ~ /^\(/)
-		printf "%s\t%s\t%s\t%s\n", vendor, "kernel" c, "FAIL", "guest kernel: " oops[c]
+		printf "%s\t%s\t%s\t%s\n", target, "kernel" c, "FAIL", "guest kernel: " oops[c]
 	if (!done && bail == "")
-		printf "%s\t%s\t%s\t%s\n", vendor, "(run)", "FAIL", \
+		printf "%s\t%s\t%s\t%s\n", target, "(run)", "FAIL", \
 		    boot_rc == 124 ? "guest did not finish: emulator timed out" : "guest did not finish: crashed or hung"
 	else if (bail != "" && n_plan == 0)
-		printf "%s\t%s\t%s\t%s\n", vendor, "(run)", "FAIL", bail
+		printf "%s\t%s\t%s\t%s\n", target, "(run)", "FAIL", bail
 }' "$plan" "$outdir/console.log" >"$outdir/results.tsv"
 
-awk -F'\t' '{ printf "  %-4s %-34s %-6s %s\n", $1, $2, $3, $4 }' "$outdir/results.tsv"
+awk -F'\t' '{ printf "  %-12s %-36s %-6s %s\n", $1, $2, $3, $4 }' "$outdir/results.tsv"

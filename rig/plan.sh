@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
-# Reads the test plans in tests/plans/<vendor>.list.
+# Reads the test plans tests/plans/TARGET.list. A target is a vendor (svm,
+# vmx), optionally with a variant after a dash (vmx-noapicv) that boots the
+# same vendor with other kernel parameters, given in the plan as
+#   #! cmdline: kvm_intel.enable_apicv=0
 # A plan line is "selftest [args...]"; '#' starts a comment.
-#   plan.sh --all-binaries   every selftest named by any plan, once
-#   plan.sh VENDOR           the plan's lines, normalized
+#   plan.sh --targets         every target, in order
+#   plan.sh --all-binaries    every selftest named by any plan, once
+#   plan.sh --cmdline TARGET  the target's extra kernel parameters
+#   plan.sh TARGET            the target's test lines, normalized
 . "$(dirname "$0")/common.sh"
 
 plans=$NESTKIT_ROOT/tests/plans
 strip() { sed -e 's/#.*//' -e 's/[[:space:]]\+/ /g' -e 's/^ //' -e 's/ $//' -e '/^$/d' "$@"; }
+file() { [ -f "$plans/$1.list" ] || die "no test plan tests/plans/$1.list"; echo "$plans/$1.list"; }
 case "${1:-}" in
+--targets) for p in "$plans"/*.list; do basename "$p" .list; done ;;
 --all-binaries) strip "$plans"/*.list | cut -d' ' -f1 | sort -u ;;
-'') die "usage: plan.sh --all-binaries | VENDOR" ;;
-*) [ -f "$plans/$1.list" ] || die "no test plan tests/plans/$1.list"
-   strip "$plans/$1.list" ;;
+--cmdline) sed -n 's/^#! *cmdline: *//p' "$(file "$2")" | tr '\n' ' ' ;;
+''|-*) die "usage: plan.sh --targets | --all-binaries | --cmdline TARGET | TARGET" ;;
+*) strip "$(file "$1")" ;;
 esac

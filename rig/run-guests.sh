@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Stages 4-6 for one or more vendors: pack the initramfs, boot each emulated
-# machine (in parallel: each emulator is single-threaded), collect results.
-# Usage: run-guests.sh BUILD_DIR OUTDIR MODE VENDOR...
-#   MODE "plan": run tests/plans/VENDOR.list; "demo": run the demo VMM.
-# Leaves OUTDIR/VENDOR/{console.log,results.tsv}.
+# Stages 4-6 for one or more targets: pack the initramfs, boot each emulated
+# machine (two at a time: each emulator is single-threaded), collect results.
+# Usage: run-guests.sh BUILD_DIR OUTDIR MODE TARGET...
+#   MODE "plan": run tests/plans/TARGET.list; "demo": run the demo VMM.
+#   A target is a vendor (svm, vmx) or vendor-variant (see rig/plan.sh).
+# Leaves OUTDIR/TARGET/{console.log,results.tsv}.
 . "$(dirname "$0")/common.sh"
 
 build=$1 outdir=$(realpath -m "$2") mode=$3
@@ -19,25 +20,38 @@ cp "$outdir/userspace/nestkit-demo" "$demo"
 # Budgets are host seconds for boot + the whole plan, generous for a loaded
 # machine; a run that needs them is reported as a timeout, never as a pass.
 declare -A limit=([svm]=600 [vmx]=1500)
-pids=()
-for v in "$@"; do
-	if [ "$mode" = demo ]; then args=(nestkit.demo=1); else args=("nestkit.plan=$v"); fi
-	step "booting the $v guest ($( [ "$v" = svm ] && echo 'QEMU TCG, AMD SVM+NPT' || echo 'Bochs, Intel VMX+EPT'))"
-	"$NESTKIT_ROOT/rig/boot.sh" "$v" "$build" "$outdir/initrd.gz" "$outdir/$v" \
-		"${limit[$v]}" "${args[@]}" &
-	pids+=($!)
-done
-i=0
-for v in "$@"; do
-	rc=0
-	wait "${pids[$i]}" || rc=$?
-	i=$((i + 1))
-	info "$v guest finished after $(cat "$outdir/$v/seconds" 2>/dev/null || echo '?') s (status $rc)"
+boot_one() {
+	local t=$1 v=${1%%-*} args
+	if [ "$mode" = demo ]; then args="nestkit.demo=1"; else args="nestkit.plan=$t"; fi
+	args="$args $("$NESTKIT_ROOT/rig/plan.sh" --cmdline "$t")"
+	step "booting $t ($( [ "$v" = svm ] && echo 'QEMU TCG, AMD SVM+NPT' || echo 'Bochs, Intel VMX+EPT')) $args"
+	# shellcheck disable=SC2086
+	"$NESTKIT_ROOT/rig/boot.sh" "$v" "$build" "$outdir/initrd.gz" "$outdir/$t" \
+		"${limit[$v]}" $args
+}
+
+report_one() {
+	local t=$1 rc=$2
+	info "$t finished after $(cat "$outdir/$t/seconds" 2>/dev/null || echo '?') s (status $rc)"
 	if [ "$mode" = demo ]; then
-		sed -n '/^nestkit-demo/,/^# nestkit: done/p;/Bail out/p' "$outdir/$v/console.log" |
-			grep -v '^# nestkit: done' | sed "s/^/  [$v] /"
+		sed -n '/^nestkit-demo/,/^# nestkit: done/p;/Bail out/p' "$outdir/$t/console.log" |
+			grep -v '^# nestkit: done' | sed "s/^/  [$t] /"
 	else
-		"$NESTKIT_ROOT/rig/plan.sh" "$v" >"$outdir/$v/plan"
-		"$NESTKIT_ROOT/rig/collect.sh" "$v" "$outdir/$v" "$outdir/$v/plan" "$rc"
+		"$NESTKIT_ROOT/rig/plan.sh" "$t" >"$outdir/$t/plan"
+		"$NESTKIT_ROOT/rig/collect.sh" "$t" "$outdir/$t" "$outdir/$t/plan" "$rc"
 	fi
+}
+
+# Run in pairs, as many as there are cores, in the order given.
+targets=("$@")
+while [ ${#targets[@]} -gt 0 ]; do
+	batch=("${targets[@]:0:$(nproc)}")
+	targets=("${targets[@]:${#batch[@]}}")
+	pids=()
+	for t in "${batch[@]}"; do boot_one "$t" & pids+=($!); done
+	for i in "${!batch[@]}"; do
+		rc=0
+		wait "${pids[$i]}" || rc=$?
+		report_one "${batch[$i]}" "$rc"
+	done
 done
