@@ -29,8 +29,6 @@ const struct nk_cap nk_caps[] = {
 	  "nested state save/restore (0 = no nested support)", 0 },
 	{ KVM_CAP_HYPERV_ENLIGHTENED_VMCS, "KVM_CAP_HYPERV_ENLIGHTENED_VMCS",
 	  "Hyper-V enlightened VMCS (VMX only)", 0 },
-	{ KVM_CAP_HYPERV_DIRECT_TLBFLUSH, "KVM_CAP_HYPERV_DIRECT_TLBFLUSH",
-	  "Hyper-V L2 direct TLB-flush hypercall", 0 },
 	{ KVM_CAP_EXIT_HYPERCALL, "KVM_CAP_EXIT_HYPERCALL",
 	  "KVM PV hypercalls exiting to userspace", 0 },
 	{ KVM_CAP_MEMORY_FAULT_INFO, "KVM_CAP_MEMORY_FAULT_INFO",
