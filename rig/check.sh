@@ -32,8 +32,7 @@ step "host: checkpatch.pl --strict on ${#patches[@]} patches"
 for p in "${patches[@]}"; do
 	[ -f "$p" ] || continue
 	name=$(basename "$p")
-	if (cd "$SRC_TREE" && ./scripts/checkpatch.pl --strict -q --no-summary "$p") \
-		>"$out/checkpatch-$name.log" 2>&1; then
+	if "$NESTKIT_ROOT/rig/checkpatch.sh" "$p" >"$out/checkpatch-$name.log" 2>&1; then
 		record host "checkpatch $name" PASS
 	else
 		record host "checkpatch $name" FAIL "$(grep -m1 -E '^(ERROR|WARNING|CHECK)' "$out/checkpatch-$name.log")"
