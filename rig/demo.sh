@@ -1,17 +1,35 @@
 #!/usr/bin/env bash
-# "make demo": build (or reuse) the patched kernel, boot it on both emulated
-# vendors and run the demo VMM there.
+# "make demo": build (or reuse) the patched kernel and, for comparison, the
+# pristine base kernel; boot both on the two emulated vendors and run the
+# demo VMM in each: the capability probe, then legacy BIOS AP discovery by
+# APIC Remote Read.
 . "$(dirname "$0")/common.sh"
 
 "$NESTKIT_ROOT/rig/deps.sh"
-build=$("$NESTKIT_ROOT/rig/build.sh")
+step "kernel with the nestkit series"
+after=$("$NESTKIT_ROOT/rig/build.sh")
+step "pristine base kernel, for the before/after comparison"
+before=$("$NESTKIT_ROOT/rig/build.sh" -k -n 0)
 out=$NESTKIT_ROOT/out/demo
 rm -rf "$out"
-"$NESTKIT_ROOT/rig/run-guests.sh" "$build" "$out" demo svm vmx
+
+step "BEFORE: pristine $BASE_PACKAGE"
+"$NESTKIT_ROOT/rig/run-guests.sh" "$before" "$out/before" demo svm vmx
+step "AFTER: with the nestkit series"
+"$NESTKIT_ROOT/rig/run-guests.sh" "$after" "$out/after" demo svm vmx
+
 ok=1
 for v in svm vmx; do
-	grep -q '^nestkit-demo: .* nestkit capabilities absent' "$out/$v/console.log" ||
-		{ warn "$v: the demo VMM did not complete (log: out/demo/$v/console.log)"; ok=0; }
+	for phase in before after; do
+		log=$out/$phase/$v/console.log
+		grep -q '^nestkit-demo: .* nestkit capabilities absent' "$log" &&
+			grep -q '^nestkit-demo: found [0-9]* of 3 APs' "$log" ||
+			{ warn "$v/$phase: the demo VMM did not complete (log: $log)"; ok=0; }
+	done
+	grep -q '^nestkit-demo: found 3 of 3 APs' "$out/after/$v/console.log" ||
+		{ warn "$v: the patched kernel did not answer every Remote Read"; ok=0; }
+	grep -q '^nestkit-demo: found 0 of 3 APs' "$out/before/$v/console.log" ||
+		warn "$v: the pristine kernel answered a Remote Read (unexpected)"
 done
 [ "$ok" = 1 ] || die "demo failed"
 step "demo done (logs in out/demo/)"

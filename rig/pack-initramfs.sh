@@ -14,8 +14,12 @@ mkdir -p "$root"/{bin,usr/bin,dev,proc,sys,tmp,tests,plans}
 cp "$busybox" "$root/bin/busybox"
 cp "$NESTKIT_ROOT/rig/guest/init" "$root/init"
 chmod +x "$root/init"
-cp "$build"/selftests/* "$root/tests/"
-strip --strip-debug "$root"/tests/*   # smaller initrd: Bochs loads it through the BIOS
+# A kernel-only build (build.sh -k, e.g. the demo's unpatched kernel) has
+# no selftests: the initramfs then only runs the demo VMM.
+if [ -d "$build/selftests" ]; then
+	cp "$build"/selftests/* "$root/tests/"
+	strip --strip-debug "$root"/tests/*   # smaller initrd: Bochs loads it through the BIOS
+fi
 for p in "$NESTKIT_ROOT"/tests/plans/*.list; do
 	v=$(basename "$p" .list)
 	"$NESTKIT_ROOT/rig/plan.sh" "$v" >"$root/plans/$v.list"

@@ -11,8 +11,10 @@ build=$1 outdir=$(realpath -m "$2") mode=$3
 shift 3
 mkdir -p "$outdir"
 demo=$outdir/nestkit-demo
+khdr=
+[ -d "$build/include" ] && khdr=$build/include
 logged "$outdir/userspace.log" make -s -C "$NESTKIT_ROOT/userspace" \
-	O="$outdir/userspace" KHDR="$build/include" ||
+	O="$outdir/userspace" KHDR="$khdr" ||
 	die "demo VMM build failed"
 cp "$outdir/userspace/nestkit-demo" "$demo"
 "$NESTKIT_ROOT/rig/pack-initramfs.sh" "$build" "$demo" "$outdir/initrd.gz"
