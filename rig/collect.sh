@@ -28,14 +28,18 @@ BEGIN {
 }
 FILENAME == ARGV[1] { split($0, w, " "); n_plan++; plan[n_plan] = w[1]; next }
 { sub(/\r$/, "") }
-/^# nestkit: run / { split($0, w, " "); cur = w[4]; next }
+/^# nestkit: run / { split($0, w, " "); cur = w[4]; assert_at = 0; next }
+# A selftest assertion: keep its location and message for the report.
+/^==== Test Assertion Failure ====/ { assert_at = 1; next }
+assert_at == 1 { why[cur] = $0; sub(/^ +/, "", why[cur]); assert_at = 2; next }
+assert_at == 2 && /^  / && !/^  pid=/ { m = $0; sub(/^ +/, "", m); why[cur] = why[cur] ": " m; assert_at = 0; next }
 /^# nestkit: done/ { done = 1; next }
 /Bail out!/ { bail = $0; sub(/.*Bail out! */, "", bail); next }
 /^(not )?ok [0-9]+ / {
 	line = $0; sub(/^(not )?ok [0-9]+ /, "", line)
 	name = line; sub(/ .*/, "", name)
 	detail = ""; if (index(line, "#")) { detail = line; sub(/^[^#]*# */, "", detail) }
-	if ($0 ~ /^not ok/) st[name] = "FAIL"
+	if ($0 ~ /^not ok/) { st[name] = "FAIL"; if (name in why) detail = detail " (" why[name] ")" }
 	else if (detail ~ /^SKIP/) st[name] = "SKIP"
 	else st[name] = "PASS"
 	det[name] = detail
@@ -60,7 +64,8 @@ END {
 		}
 		if (s == "SKIP") { s = "FAIL"; d = "skipped (" d "): a plan test must run, or be listed in tests/known-failures.list" }
 		if (t in oops) { s = "FAIL"; d = "guest kernel: " oops[t] }
-		if (t in known) {
+		# Only a test that ran and failed can be a known failure.
+		if ((t in known) && st[t] != "") {
 			if (s == "FAIL") { s = "XFAIL"; d = "known failure: " known[t] }
 			else if (s == "PASS") { s = "XPASS"; d = "passes but is in tests/known-failures.list: remove it" }
 		}
