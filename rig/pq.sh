@@ -37,8 +37,9 @@ export)
 		die "$dir has uncommitted changes: commit them first"
 	tmp=$(mktemp -d)
 	trap 'rm -rf "$tmp"' EXIT
-	# --zero-commit and --no-signature keep unchanged patches byte-identical.
-	git -C "$dir" format-patch -q --zero-commit --no-signature --no-stat \
+	# -N, --zero-commit and --no-signature keep unchanged patches byte-identical
+	# when others are added or removed.
+	git -C "$dir" format-patch -q -N --zero-commit --no-signature --no-stat \
 		-o "$tmp" base..HEAD
 	rm -f "$KERNEL_DIR"/patches/*.patch
 	mkdir -p "$KERNEL_DIR/patches"
