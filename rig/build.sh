@@ -57,22 +57,28 @@ logged "$log" "$SRC_TREE/scripts/kconfig/merge_config.sh" -m -O "$BUILD_DIR" \
 	"$BUILD_DIR/.config" "${frags[@]}"
 logged "$log" kmake olddefconfig
 # merge_config only warns when Kconfig drops a request: make it fatal.
-bad=0
+# Later fragments override earlier ones, as in merge_config.
+declare -A want=()
+order=()
 while IFS= read -r line; do
 	case "$line" in
-	CONFIG_*=*) want=$line ;;
-	'# CONFIG_'*' is not set') want=${line#\# }; want="${want%% *}=n" ;;
+	CONFIG_*=*) opt=${line%%=*}; val=$line ;;
+	'# CONFIG_'*' is not set') opt=${line#\# }; opt=${opt%% *}; val="$opt=n" ;;
 	*) continue ;;
 	esac
-	opt=${want%%=*}
-	have=$(grep -E "^$opt=|^# $opt is not set" "$BUILD_DIR/.config" || true)
-	case "$want" in
-	*=n) [[ -z "$have" || "$have" == "# $opt is not set" ]] && continue ;;
-	*) [ "$have" = "$want" ] && continue ;;
-	esac
-	warn "config: asked for $want, got '${have:-unset}' (missing dependency?)"
-	bad=1
+	[ -n "${want[$opt]:-}" ] || order+=("$opt")
+	want[$opt]=$val
 done < <(cat "${frags[@]}")
+bad=0
+for opt in "${order[@]}"; do
+	have=$(grep -E "^$opt=|^# $opt is not set" "$BUILD_DIR/.config" || true)
+	case "${want[$opt]}" in
+	*=n) [[ -z "$have" || "$have" == "# $opt is not set" ]] && continue ;;
+	*) [ "$have" = "${want[$opt]}" ] && continue ;;
+	esac
+	warn "config: asked for ${want[$opt]}, got '${have:-unset}' (missing dependency?)"
+	bad=1
+done
 [ "$bad" = 0 ] || die "kernel config does not honour the fragment"
 cp "$BUILD_DIR/.config" "$out/config"
 
