@@ -3,8 +3,8 @@
 # serial console. Never needs host virtualization.
 #   svm: AMD SVM+NPT under QEMU TCG (single-threaded: MTTCG oopses once KVM
 #        patches kernel text)
-#   vmx: Intel VMX+EPT under Bochs 2.7 (corei7_skylake_x), "term" display in
-#        a pty, so no window and no network port
+#   vmx: Intel VMX+EPT under Bochs 2.7 (corei7_skylake_x, or $BOCHS_MODEL),
+#        "term" display in a pty, so no window and no network port
 # Usage: boot.sh VENDOR BUILD_DIR INITRD OUTDIR TIMEOUT_S [cmdline words...]
 # A watchdog stops the emulator on a guest panic (Bochs would reboot and run
 # the plan again) or after TIMEOUT_S; rig/collect.sh then reads the log.
@@ -38,7 +38,7 @@ vmx)
 		-no-emul-boot -boot-load-size 4 -boot-info-table -R -J "$iso"
 	cat >"$outdir/bochsrc" <<EOT
 megs: 1024
-cpu: model=corei7_skylake_x, count=1, ips=200000000
+cpu: model=${BOCHS_MODEL:-corei7_skylake_x}, count=1, ips=200000000
 romimage: file=/usr/share/bochs/BIOS-bochs-latest
 vgaromimage: file=/usr/share/vgabios/vgabios.bin
 ata0-master: type=cdrom, path=$outdir/boot.iso, status=inserted
