@@ -7,13 +7,14 @@
 #   qemu-system-x86              AMD SVM guest (TCG)
 #   bochs bochs-term bochsbios vgabios   Intel VMX guest
 #   isolinux syslinux-common genisoimage  Bochs boots a CD image
-#   util-linux (script, flock, setsid), file, xz-utils, gzip, git, perl  rig glue
+#   bsdutils (script), util-linux (flock, setsid), procps (pkill), file,
+#   xz-utils, gzip, git, perl                                   rig glue
 #   python3 python3-ply python3-git    checkpatch.pl runs scripts/spdxcheck.py
 . "$(dirname "$0")/common.sh"
 
 pkgs=(linux-source-6.12 build-essential flex bison bc libelf-dev libssl-dev cpio
       ccache busybox-static qemu-system-x86 bochs bochs-term bochsbios vgabios
-      isolinux syslinux-common genisoimage util-linux file xz-utils gzip git perl
+      isolinux syslinux-common genisoimage bsdutils util-linux procps file xz-utils gzip git perl
       python3 python3-ply python3-git)
 missing=()
 for p in "${pkgs[@]}"; do
