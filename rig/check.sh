@@ -65,7 +65,7 @@ done
 
 echo
 echo "== results (out/check/results.tsv) =="
-awk -F'\t' '{ printf "  %-12s %-36s %-6s %s\n", $1, $2, $3, $4 }' "$results"
+print_results "$results"
 echo
 for s in host "${targets[@]}"; do
 	awk -F'\t' -v s="$s" '$1 == s { n[$3]++ } END {

@@ -82,4 +82,4 @@ END {
 		printf "%s\t%s\t%s\t%s\n", target, "(run)", "FAIL", bail
 }' "$plan" "$outdir/console.log" >"$outdir/results.tsv"
 
-awk -F'\t' '{ printf "  %-12s %-36s %-6s %s\n", $1, $2, $3, $4 }' "$outdir/results.tsv"
+print_results "$outdir/results.tsv"

@@ -56,6 +56,11 @@ series_patches() {
 	done <"$KERNEL_DIR/series"
 }
 
+# Print a results.tsv (target, test, status, detail) as an aligned table.
+print_results() {
+	awk -F'\t' '{ printf "  %-12s %-36s %-6s %s\n", $1, $2, $3, $4 }' "$1"
+}
+
 git_kernel() {
 	git -c gc.auto=0 -c maintenance.auto=0 -c user.name=nestkit -c user.email=nestkit@localhost \
 	    -c advice.detachedHead=false "$@"
