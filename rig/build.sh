@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Stage 3: build everything that comes from the patched kernel tree:
-# bzImage, the uAPI headers and the KVM selftests named in tests/plans/.
-# Output: $ARTIFACTS/<key>/{bzImage,config,include/,selftests/}; the directory
+# bzImage, the uAPI headers, the KVM selftests named in tests/plans/, and the
+# demo VMMs that run nested guests (userspace/demo/nested/: built on the
+# selftest library of the same tree, which has the VMX/SVM setup an L1 needs).
+# Output: $ARTIFACTS/<key>/{bzImage,config,include/,selftests/,demo/}; the directory
 # is printed last on stdout. The key covers base version, series, patches,
 # config and test list, so unchanged inputs are never rebuilt; changed ones
 # rebuild incrementally in the shared O= directory, with ccache underneath.
@@ -31,6 +33,8 @@ key=$( {
 	[ -z "$extra" ] || cat "$extra"
 	series_patches | head -n "${npatches:-100000}" | xargs -r cat
 	echo "${tests[@]}"
+	cat "$NESTKIT_ROOT"/userspace/demo/nested/*.c "$NESTKIT_ROOT"/userspace/lib/*.c \
+	    "$NESTKIT_ROOT"/userspace/include/nestkit/*.h
 } | sha256sum | cut -c1-16)
 out=$ARTIFACTS/$key
 if [ -f "$out/done" ]; then
@@ -39,8 +43,8 @@ if [ -f "$out/done" ]; then
 	exit 0
 fi
 
-"$NESTKIT_ROOT/rig/prepare.sh" $npatches >&2
 with_lock
+"$NESTKIT_ROOT/rig/prepare.sh" $npatches >&2
 export CCACHE_DIR=$NESTKIT_CACHE/ccache CCACHE_MAXSIZE=5G
 export KBUILD_BUILD_TIMESTAMP="2000-01-01" KBUILD_BUILD_USER=nestkit KBUILD_BUILD_HOST=rig
 kmake() { make -C "$SRC_TREE" O="$BUILD_DIR" CC="ccache gcc" "$@"; }
@@ -109,6 +113,31 @@ if [ "$kernel_only" = 0 ]; then
 	mkdir -p "$out/selftests"
 	for tst in "${tests[@]}"; do cp "$stdir/x86_64/$tst" "$out/selftests/"; done
 	info "selftests built in $(($(date +%s) - t)) s" >&2
+
+	step "building the nested demo VMMs against the selftest library" >&2
+	kvm=$SRC_TREE/tools/testing/selftests/kvm
+	mkdir -p "$out/demo"
+	# libnestkit as the userspace build compiles it; the demo itself with
+	# the selftest library's flags (its guest code needs them).
+	logged "$log" gcc -std=c11 -Wall -Wextra -Werror -O2 -D_GNU_SOURCE \
+		-isystem "$out/include" -I"$NESTKIT_ROOT/userspace/include" \
+		-c "$NESTKIT_ROOT/userspace/lib/vmbus.c" -o "$stdir/nk_vmbus.o" ||
+		die "nested demo build failed (libnestkit): see $log"
+	mapfile -t libkvm < <(find "$stdir/lib" -name '*.o' | LC_ALL=C sort)
+	for src in "$NESTKIT_ROOT"/userspace/demo/nested/*.c; do
+		name=nestkit-$(basename "$src" .c | tr _ -)-demo
+		logged "$log" gcc -std=gnu99 -Wall -Wstrict-prototypes -Wuninitialized -Werror \
+			-O2 -g -D_GNU_SOURCE -DCONFIG_64BIT -U_FORTIFY_SOURCE \
+			-fno-builtin-memcmp -fno-builtin-memcpy -fno-builtin-memset \
+			-fno-builtin-strnlen -fno-stack-protector -fno-PIE -fno-strict-aliasing \
+			-I"$SRC_TREE/tools/include" -I"$SRC_TREE/tools/arch/x86/include" \
+			-isystem "$out/include" -I"$kvm/include" -I"$kvm/include/x86_64" -I"$kvm/.." \
+			-I"$NESTKIT_ROOT/userspace/include" \
+			"$src" "$stdir/nk_vmbus.o" "${libkvm[@]}" \
+			-static -no-pie -pthread -ldl -o "$out/demo/$name" ||
+			die "nested demo build failed: $(grep -m1 -E 'error:' "$log" || echo "see $log")"
+	done
+	info "nested demo VMMs: $(cd "$out/demo" && echo *)" >&2
 fi
 touch "$out/done"
 echo "$out"

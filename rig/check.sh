@@ -22,6 +22,7 @@ fi
 "$NESTKIT_ROOT/rig/base.sh"
 step "host: series applies to the pristine base with no fuzz"
 mapfile -t patches < <(series_patches)
+with_lock   # the prepared tree must stay as prepared until checkpatch is done
 if logged "$out/series.log" "$NESTKIT_ROOT/rig/prepare.sh"; then
 	record host series-applies PASS "${#patches[@]} patches"
 else
@@ -38,6 +39,7 @@ for p in "${patches[@]}"; do
 		record host "checkpatch $name" FAIL "$(grep -m1 -E '^(ERROR|WARNING|CHECK)' "$out/checkpatch-$name.log")"
 	fi
 done
+release_lock
 
 step "host: kernel (CONFIG_KVM_WERROR=y) and selftests build"
 # Progress lines go to the terminal and to the log; the build dir to stdout.

@@ -8,6 +8,7 @@
 . "$(dirname "$0")/common.sh"
 
 patch=$(realpath "$1")
+with_lock
 cd "$SRC_TREE"
 # Debian's python3 (with python3-ply, python3-git) runs spdxcheck.py.
 rc=0

@@ -41,10 +41,20 @@ logged() {
 	fi
 }
 
-# Serialize everything that touches the shared source/build trees.
+# Serialize everything that touches the shared source/build trees. Held
+# until the script exits or calls release_lock; scripts it runs inherit it
+# (fd 9 + NESTKIT_LOCKED), so a caller can hold it across several stages,
+# e.g. prepare + build, without another run resetting the tree in between.
 with_lock() {
+	[ "${NESTKIT_LOCKED:-}" = 1 ] && return 0
 	exec 9>"$NESTKIT_CACHE/lock"
 	flock 9
+	export NESTKIT_LOCKED=1
+}
+release_lock() {
+	[ "${NESTKIT_LOCKED:-}" = 1 ] || return 0
+	exec 9>&-
+	unset NESTKIT_LOCKED
 }
 
 # The series as a list of patch paths, in order (comments and blanks skipped).

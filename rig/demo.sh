@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # "make demo": build (or reuse) the patched kernel and, for comparison, the
 # pristine base kernel; boot both on the two emulated vendors and run the
-# demo VMM in each: the capability probe, then legacy BIOS AP discovery by
-# APIC Remote Read.
+# demo VMMs in each: the capability probe, legacy BIOS AP discovery by APIC
+# Remote Read, and vmbus for a nested Hyper-V root partition (relay on/off).
 . "$(dirname "$0")/common.sh"
 
 "$NESTKIT_ROOT/rig/deps.sh"
@@ -14,7 +14,7 @@ out=$NESTKIT_ROOT/out/demo
 rm -rf "$out"
 
 step "BEFORE: pristine $BASE_PACKAGE"
-"$NESTKIT_ROOT/rig/run-guests.sh" "$before" "$out/before" demo svm vmx
+NESTED_DEMOS=$after/demo "$NESTKIT_ROOT/rig/run-guests.sh" "$before" "$out/before" demo svm vmx
 step "AFTER: with the nestkit series"
 "$NESTKIT_ROOT/rig/run-guests.sh" "$after" "$out/after" demo svm vmx
 
@@ -30,6 +30,20 @@ for v in svm vmx; do
 		{ warn "$v: the patched kernel did not answer every Remote Read"; ok=0; }
 	grep -q '^nestkit-demo: found 0 of 3 APs' "$out/before/$v/console.log" ||
 		warn "$v: the pristine kernel answered a Remote Read (unexpected)"
+done
+# F1: vmbus of a nested Hyper-V root partition (the patched build's
+# demo VMM on both kernels; without the capability it cannot connect).
+for v in svm vmx; do
+	a=$out/after/$v/console.log bf=$out/before/$v/console.log
+	grep -q '^nestkit-vmbus-relay-demo: .*RELAY: enabled' "$a" &&
+		[ "$(grep -c '^nestkit-vmbus-relay-demo: vmbus connected' "$a")" = 1 ] &&
+		[ "$(grep -c '^nestkit-vmbus-relay-demo: vmbus not connected' "$a")" = 1 ] &&
+		[ "$(grep -c '^nestkit-vmbus-relay-demo: exit status 0' "$a")" = 2 ] ||
+		{ warn "$v/after: vmbus did not connect with the relay, or did without it (log: $a)"; ok=0; }
+	grep -q '^nestkit-vmbus-relay-demo: .*RELAY: not supported by this kernel' "$bf" &&
+		! grep -q '^nestkit-vmbus-relay-demo: vmbus connected' "$bf" &&
+		[ "$(grep -c '^nestkit-vmbus-relay-demo: vmbus not connected' "$bf")" = 2 ] ||
+		{ warn "$v/before: expected vmbus not to connect on the pristine kernel (log: $bf)"; ok=0; }
 done
 [ "$ok" = 1 ] || die "demo failed"
 step "demo done (logs in out/demo/)"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Stage 4: pack the guest initramfs: busybox-static, /init, the selftests of
-# a build, the plans, and the demo VMM.
+# a build, the plans, and the demo VMMs.
 # Usage: pack-initramfs.sh BUILD_DIR DEMO_BINARY OUT.cpio.gz
+# The nested demo VMMs come from BUILD_DIR/demo, or from $NESTED_DEMOS (the
+# demo runs those of the patched build on the pristine kernel too).
 . "$(dirname "$0")/common.sh"
 
 build=$1 demo=$2 out=$3
@@ -25,6 +27,11 @@ for p in "$NESTKIT_ROOT"/tests/plans/*.list; do
 	"$NESTKIT_ROOT/rig/plan.sh" "$v" >"$root/plans/$v.list"
 done
 cp "$demo" "$root/usr/bin/nestkit-demo"
+nested=${NESTED_DEMOS:-$build/demo}
+if [ -d "$nested" ]; then
+	cp "$nested"/* "$root/usr/bin/"
+	strip --strip-debug "$root"/usr/bin/nestkit-*-demo
+fi
 (cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet --reproducible) |
 	gzip -1 >"$out"
 info "initramfs $(du -k "$out" | cut -f1) KiB"

@@ -37,7 +37,7 @@ report_one() {
 	info "$t finished after $(cat "$outdir/$t/seconds" 2>/dev/null || echo '?') s (status $rc)"
 	if [ "$mode" = demo ]; then
 		sed -n '/^nestkit-demo/,/^# nestkit: done/p;/Bail out/p' "$outdir/$t/console.log" |
-			grep -v '^# nestkit: done' | sed "s/^/  [$t] /"
+			grep -E '^(nestkit-|  |Bail out)' | sed "s/^/  [$t] /"
 	else
 		"$NESTKIT_ROOT/rig/plan.sh" "$t" >"$outdir/$t/plan"
 		"$NESTKIT_ROOT/rig/collect.sh" "$t" "$outdir/$t" "$outdir/$t/plan" "$rc"
