@@ -117,12 +117,17 @@ if [ "$kernel_only" = 0 ]; then
 	step "building the nested demo VMMs against the selftest library" >&2
 	kvm=$SRC_TREE/tools/testing/selftests/kvm
 	mkdir -p "$out/demo"
-	# libnestkit as the userspace build compiles it; the demo itself with
-	# the selftest library's flags (its guest code needs them).
-	logged "$log" gcc -std=c11 -Wall -Wextra -Werror -O2 -D_GNU_SOURCE \
-		-isystem "$out/include" -I"$NESTKIT_ROOT/userspace/include" \
-		-c "$NESTKIT_ROOT/userspace/lib/vmbus.c" -o "$stdir/nk_vmbus.o" ||
-		die "nested demo build failed (libnestkit): see $log"
+	# libnestkit as the userspace build compiles it, as an archive (only
+	# what a demo uses is linked); the demo itself with the selftest
+	# library's flags (its guest code needs them).
+	mkdir -p "$stdir/libnestkit"
+	for src in "$NESTKIT_ROOT"/userspace/lib/*.c; do
+		logged "$log" gcc -std=c11 -Wall -Wextra -Werror -O2 -D_GNU_SOURCE \
+			-isystem "$out/include" -I"$NESTKIT_ROOT/userspace/include" \
+			-c "$src" -o "$stdir/libnestkit/$(basename "$src" .c).o" ||
+			die "nested demo build failed (libnestkit): see $log"
+	done
+	ar rcs "$stdir/libnestkit.a" "$stdir"/libnestkit/*.o
 	mapfile -t libkvm < <(find "$stdir/lib" -name '*.o' | LC_ALL=C sort)
 	for src in "$NESTKIT_ROOT"/userspace/demo/nested/*.c; do
 		name=nestkit-$(basename "$src" .c | tr _ -)-demo
@@ -133,7 +138,7 @@ if [ "$kernel_only" = 0 ]; then
 			-I"$SRC_TREE/tools/include" -I"$SRC_TREE/tools/arch/x86/include" \
 			-isystem "$out/include" -I"$kvm/include" -I"$kvm/include/x86_64" -I"$kvm/.." \
 			-I"$NESTKIT_ROOT/userspace/include" \
-			"$src" "$stdir/nk_vmbus.o" "${libkvm[@]}" \
+			"$src" "${libkvm[@]}" "$stdir/libnestkit.a" \
 			-static -no-pie -pthread -ldl -o "$out/demo/$name" ||
 			die "nested demo build failed: $(grep -m1 -E 'error:' "$log" || echo "see $log")"
 	done
