@@ -2,7 +2,8 @@
 # "make demo": build (or reuse) the patched kernel and, for comparison, the
 # pristine base kernel; boot both on the two emulated vendors and run the
 # demo VMMs in each: the capability probe, legacy BIOS AP discovery by APIC
-# Remote Read, and vmbus for a nested Hyper-V root partition (relay on/off).
+# Remote Read, vmbus for a nested Hyper-V root partition (relay on/off), and
+# VMware Tools at CPL3 in a VBS guest (nested backdoor on/off).
 . "$(dirname "$0")/common.sh"
 
 "$NESTKIT_ROOT/rig/deps.sh"
@@ -44,6 +45,19 @@ for v in svm vmx; do
 		! grep -q '^nestkit-vmbus-relay-demo: vmbus connected' "$bf" &&
 		[ "$(grep -c '^nestkit-vmbus-relay-demo: vmbus not connected' "$bf")" = 2 ] ||
 		{ warn "$v/before: expected vmbus not to connect on the pristine kernel (log: $bf)"; ok=0; }
+done
+# F2: VMware Tools at CPL3 in L2 under an L1 that intercepts #GP.
+for v in svm vmx; do
+	a=$out/after/$v/console.log bf=$out/before/$v/console.log
+	grep -q '^nestkit-vmware-tools-demo: .*KVM_CAP_X86_VMWARE: BACKDOOR | NESTED_BACKDOOR' "$a" &&
+		[ "$(grep -c '^nestkit-vmware-tools-demo: VMware Tools talks to the VMM' "$a")" = 1 ] &&
+		[ "$(grep -c '^nestkit-vmware-tools-demo: VMware Tools cannot reach the VMM' "$a")" = 1 ] &&
+		[ "$(grep -c '^nestkit-vmware-tools-demo: exit status 0' "$a")" = 2 ] ||
+		{ warn "$v/after: the nested backdoor did not behave as configured (log: $a)"; ok=0; }
+	grep -q '^nestkit-vmware-tools-demo: .*KVM_CAP_X86_VMWARE: not supported by this kernel' "$bf" &&
+		! grep -q '^nestkit-vmware-tools-demo: VMware Tools talks to the VMM' "$bf" &&
+		[ "$(grep -c '^nestkit-vmware-tools-demo: VMware Tools cannot reach the VMM' "$bf")" = 2 ] ||
+		{ warn "$v/before: expected VMware Tools not to reach the VMM on the pristine kernel (log: $bf)"; ok=0; }
 done
 [ "$ok" = 1 ] || die "demo failed"
 step "demo done (logs in out/demo/)"
