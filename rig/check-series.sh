@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # "make check-series" (slow): every prefix of the series builds with
-# CONFIG_KVM_WERROR=y, and the whole series also with CONFIG_KVM_HYPERV=n.
+# CONFIG_KVM_WERROR=y, and the whole series also with CONFIG_KVM_HYPERV=n and
+# with CONFIG_KVM_VMWARE=n.
 # Ends with "check-series: N passed, N failed".
 . "$(dirname "$0")/common.sh"
 
@@ -20,5 +21,6 @@ for i in $(seq 1 ${#patches[@]}); do
 	try "prefix $i/${#patches[@]} ($(basename "${patches[$((i - 1))]}"))" -n "$i"
 done
 try "whole series, CONFIG_KVM_HYPERV=n" -c "$KERNEL_DIR/config/no-hyperv.config"
+try "whole series, CONFIG_KVM_VMWARE=n" -c "$KERNEL_DIR/config/no-vmware.config"
 echo "check-series: $pass passed, $fail failed"
 [ "$fail" = 0 ]
