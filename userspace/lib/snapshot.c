@@ -81,6 +81,7 @@ struct nk_snap {
 
 	atomic_uint_fast64_t fault_copies, background_copies, excluded;
 	atomic_uint_fast64_t max_stall_ns, total_ns;
+	atomic_bool copier_done;
 	struct timespec t0;
 };
 
@@ -316,6 +317,7 @@ static void *copier_main(void *arg)
 			     (uint64_t)(t1.tv_sec - s->t0.tv_sec) * 1000000000ull +
 			     (uint64_t)(t1.tv_nsec - s->t0.tv_nsec));
 	}
+	atomic_store(&s->copier_done, true);
 	return NULL;
 }
 
@@ -578,6 +580,11 @@ thread_err:
 	seterr(err, errlen, "pthread_create: %s", strerror(e));
 	fail(s, "pthread_create: %s", strerror(e));
 	return -1;
+}
+
+int nk_snap_finished(struct nk_snap *s)
+{
+	return s->started && atomic_load(&s->copier_done);
 }
 
 int nk_snap_wait(struct nk_snap *s, struct nk_snap_stats *stats,

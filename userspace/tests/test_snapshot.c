@@ -154,6 +154,7 @@ static void test_bad_input(void)
 	CHECK(nk_snap_exclude(s, 0x1000, 0, err, sizeof(err)) == -1);
 	CHECK(nk_snap_wait(s, NULL, err, sizeof(err)) == -1);
 	CHECK(strstr(err, "not started"));
+	CHECK(!nk_snap_finished(s));
 	/* Not started: nothing is the engine's yet. */
 	CHECK(nk_snap_handle_write(s, 0x1000, err, sizeof(err)) == 0);
 	CHECK(nk_snap_exclude(s, 0x2ff8, 16, err, sizeof(err)) == -1);
@@ -166,6 +167,7 @@ static void test_bad_input(void)
 	CHECK(nk_snap_exclude(s, 0x1000, 8, err, sizeof(err)) == -1);
 	CHECK(nk_snap_handle_write(s, 0x5000, err, sizeof(err)) == 0);
 	CHECK(nk_snap_wait(s, NULL, err, sizeof(err)) == 0);
+	CHECK(nk_snap_finished(s));
 	CHECK(image_equals(fd, mem, 4 * PAGE));
 	/* Everything is writable again. */
 	memset(mem, 0x22, 4 * PAGE);

@@ -87,6 +87,9 @@ int nk_snap_handle_exit(struct nk_snap *s, struct kvm_run *run, int ret,
 int nk_snap_handle_write(struct nk_snap *s, uint64_t gpa, char *err,
 			 size_t errlen);
 
+/* Whether every page is in the image (or the snapshot failed) yet. */
+int nk_snap_finished(struct nk_snap *s);
+
 /*
  * Wait until every page is in the image.  0 on success, -1 if the snapshot
  * failed (err says why).  Either way, all pages are writable afterwards.

@@ -1,0 +1,8 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+#ifndef NESTKIT_DEMO_SNAPSHOT_TEST_H
+#define NESTKIT_DEMO_SNAPSHOT_TEST_H
+
+/* "snapshot-test [--backend mprotect|uffd|both] [--runs N] [--pages N]" */
+int nk_snapshot_test(int argc, char **argv);
+
+#endif
