@@ -175,7 +175,9 @@ static int one_run(enum nk_snap_backend backend, unsigned int pages,
 	if (backend == NK_SNAP_MPROTECT &&
 	    nk_snap_exclude(snap, CLOCK_GPA, PAGE, err, errlen))
 		goto out;
-	if (nk_snap_start(snap, err, errlen))
+	/* Leave the guest time to write while the snapshot runs. */
+	if (nk_snap_set_copier_pause(snap, 500, err, errlen) ||
+	    nk_snap_start(snap, err, errlen))
 		goto out;
 
 	/* Keep writing until every page is copied, and a little after. */
@@ -212,7 +214,7 @@ out:
 
 int nk_snapshot_test(int argc, char **argv)
 {
-	unsigned int runs = 20, pages = 256;
+	unsigned int runs = 20, pages = 512;
 	const char *which = "both";
 	int failed = 0;
 

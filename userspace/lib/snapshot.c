@@ -73,6 +73,7 @@ struct nk_snap {
 	int uffd;
 	int stop_fd[2];
 	bool started, copier_up, handler_up;
+	unsigned int copier_pause_us;
 	pthread_t copier, handler;
 
 	pthread_mutex_t lock;	/* fail_msg */
@@ -307,6 +308,8 @@ static void *copier_main(void *arg)
 				fail(s, "unprotecting gpa 0x%llx: %s",
 				     (unsigned long long)(r->gpa + p * PAGE),
 				     strerror(errno));
+			if (s->copier_pause_us)
+				usleep(s->copier_pause_us);
 		}
 	}
 	{
@@ -527,6 +530,18 @@ int nk_snap_exclude(struct nk_snap *s, uint64_t gpa, size_t size,
 		}
 		atomic_store(&s->state[r->first + (p - r->gpa) / PAGE], EXCLUDED);
 	}
+	return 0;
+}
+
+int nk_snap_set_copier_pause(struct nk_snap *s, unsigned int us,
+			     char *err, size_t errlen)
+{
+	if (s->started || us > 1000000) {
+		seterr(err, errlen, s->started ? "set the pause before the start" :
+		       "pause above 1 s per chunk");
+		return -1;
+	}
+	s->copier_pause_us = us;
 	return 0;
 }
 

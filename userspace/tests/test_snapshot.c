@@ -159,12 +159,16 @@ static void test_bad_input(void)
 	CHECK(nk_snap_handle_write(s, 0x1000, err, sizeof(err)) == 0);
 	CHECK(nk_snap_exclude(s, 0x2ff8, 16, err, sizeof(err)) == -1);
 	CHECK(nk_snap_exclude(s, 0x1ff8, 16, err, sizeof(err)) == 0);
+	CHECK(nk_snap_set_copier_pause(s, 2000000, err, sizeof(err)) == -1);
+	CHECK(nk_snap_set_copier_pause(s, 100, err, sizeof(err)) == 0);
 
 	memset(mem, 0x11, 4 * PAGE);
 	CHECK(nk_snap_start(s, err, sizeof(err)) == 0);
 	CHECK(nk_snap_start(s, err, sizeof(err)) == -1);
 	CHECK(strstr(err, "already started"));
 	CHECK(nk_snap_exclude(s, 0x1000, 8, err, sizeof(err)) == -1);
+	CHECK(nk_snap_set_copier_pause(s, 10, err, sizeof(err)) == -1);
+	CHECK(strstr(err, "before the start"));
 	CHECK(nk_snap_handle_write(s, 0x5000, err, sizeof(err)) == 0);
 	CHECK(nk_snap_wait(s, NULL, err, sizeof(err)) == 0);
 	CHECK(nk_snap_finished(s));

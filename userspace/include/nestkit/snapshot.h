@@ -68,6 +68,13 @@ int nk_snap_exclude(struct nk_snap *s, uint64_t gpa, size_t size,
 		    char *err, size_t errlen);
 
 /*
+ * Let the background copier sleep @us microseconds after each chunk of 64
+ * pages, to bound its share of the CPU (default 0).  Before the start.
+ */
+int nk_snap_set_copier_pause(struct nk_snap *s, unsigned int us,
+			     char *err, size_t errlen);
+
+/*
  * The start instant: call with every vCPU stopped.  Write-protects all
  * pages, copies the excluded ones and starts the background copier.
  */
