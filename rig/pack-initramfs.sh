@@ -25,8 +25,8 @@ for p in "$NESTKIT_ROOT"/tests/plans/*.list; do
 	"$NESTKIT_ROOT/rig/plan.sh" "$v" >"$root/plans/$v.list"
 done
 cp "$demo" "$root/usr/bin/nestkit-demo"
-# Plans run the demo's snapshot test like a selftest, under this name.
-ln -s /usr/bin/nestkit-demo "$root/tests/snapshot_test"
+# Plans run the demo's tests like selftests, under their names.
+for t in $DEMO_TESTS; do ln -s /usr/bin/nestkit-demo "$root/tests/$t"; done
 (cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet --reproducible) |
 	gzip -1 >"$out"
 info "initramfs $(du -k "$out" | cut -f1) KiB"
