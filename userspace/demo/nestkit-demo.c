@@ -31,11 +31,14 @@ static void usage(FILE *f)
 		"usage: nestkit-demo probe [--kvm PATH]\n"
 		"       nestkit-demo remote-read [--kvm PATH] [--vcpus N]\n"
 		"       nestkit-demo snapshot-test [--backend mprotect|uffd|both] [--runs N] [--pages N]\n"
+		"       nestkit-demo snapshot-bench [--pages N]...\n"
 		"  probe        report which nestkit capabilities this kernel's KVM offers\n"
 		"  remote-read  legacy BIOS AP discovery: the BSP Remote Reads each AP's\n"
 		"               APIC ID through the in-kernel local APIC (N = 2..16, default 4)\n"
 		"  snapshot-test  lazy snapshots of a guest that writes memory, with each backend;\n"
-		"               the image must equal memory at the start (also run as \"snapshot_test\")\n");
+		"               the image must equal memory at the start (also run as \"snapshot_test\")\n"
+		"  snapshot-bench  cost per write fault of each backend, snapshot time and\n"
+		"               longest handler time, against a stop-the-world copy\n");
 }
 
 static const char *cpu_vendor(char buf[13])
@@ -226,6 +229,8 @@ int main(int argc, char **argv)
 		return parse_opts(argc, argv, &path, &vcpus) ? 2 : remote_read(path, vcpus);
 	if (!strcmp(argv[1], "snapshot-test"))
 		return nk_snapshot_test(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "snapshot-bench"))
+		return nk_snapshot_bench(argc - 1, argv + 1);
 	fprintf(stderr, "nestkit-demo: unknown command '%s'\n", argv[1]);
 	usage(stderr);
 	return 2;

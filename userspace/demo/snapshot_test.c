@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <stdbool.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -23,6 +24,7 @@
 #include "snapshot_test.h"
 
 extern const unsigned char nk_snap_guest_start[], nk_snap_guest_end[];
+extern const unsigned char nk_bench_guest_start[], nk_bench_guest_end[];
 
 #define PAGE		4096u
 #define CODE_GPA	0x1000u
@@ -282,6 +284,233 @@ int nk_snapshot_test(int argc, char **argv)
 			printf("# snapshot %s: no page was copied on write\n", name);
 			failed = 1;
 		}
+	}
+	return failed;
+}
+
+/* "snapshot-bench": costs of each backend against a stop-the-world copy. */
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static int to_tick(struct nk_vcpu *vcpu, struct nk_snap *snap,
+		   struct run_result *res, char *err, size_t errlen)
+{
+	uint32_t data_seed = 1;
+	int r;
+
+	do
+		r = step(vcpu, snap, &data_seed, res, err, errlen);
+	while (r > 0);
+	return r;
+}
+
+struct bench_vm {
+	struct nk_kvm kvm;
+	struct nk_vcpu vcpu;
+	uint8_t *mem;
+	size_t size;
+};
+
+static void bench_vm_destroy(struct bench_vm *b)
+{
+	if (b->vcpu.fd >= 0)
+		nk_vcpu_destroy(&b->vcpu);
+	nk_kvm_close(&b->kvm);
+	if (b->mem)
+		munmap(b->mem, b->size);
+}
+
+static int bench_vm_create(struct bench_vm *b, unsigned int pages, bool cap,
+			   char *err, size_t errlen)
+{
+	struct kvm_regs regs;
+
+	memset(b, 0, sizeof(*b));
+	b->vcpu.fd = -1;
+	b->size = DATA_GPA + (size_t)pages * PAGE;
+	if (nk_kvm_open(&b->kvm, "/dev/kvm", err, errlen))
+		return -1;
+	b->mem = nk_vm_add_memory(&b->kvm, b->size, err, errlen);
+	if (!b->mem)
+		goto fail;
+	memcpy(b->mem + CODE_GPA, nk_bench_guest_start,
+	       (size_t)(nk_bench_guest_end - nk_bench_guest_start));
+	if (nk_vcpu_create(&b->kvm, 0, &b->vcpu, err, errlen) ||
+	    nk_vcpu_set_flat32(&b->vcpu, CODE_GPA, DATA_GPA, err, errlen))
+		goto fail;
+	if (ioctl(b->vcpu.fd, KVM_GET_REGS, &regs))
+		goto fail_errno;
+	regs.rbp = pages;
+	if (ioctl(b->vcpu.fd, KVM_SET_REGS, &regs))
+		goto fail_errno;
+	if (cap && enable_cap(b->kvm.vm_fd, KVM_CAP_MEMORY_FAULT_PERM, 1))
+		goto fail_errno;
+	return 0;
+fail_errno:
+	snprintf(err, errlen, "vCPU setup or KVM_CAP_MEMORY_FAULT_PERM: %s",
+		 strerror(errno));
+fail:
+	bench_vm_destroy(b);
+	return -1;
+}
+
+static unsigned long count_bad(FILE *image, const uint8_t *ref, size_t size)
+{
+	uint8_t *img = malloc(size);
+	unsigned long bad = 0;
+
+	if (!img || pread(fileno(image), img, size, 0) != (ssize_t)size) {
+		free(img);
+		return size / PAGE;
+	}
+	for (size_t p = 0; p < size / PAGE; p++)
+		bad += !!memcmp(img + p * PAGE, ref + p * PAGE, PAGE);
+	free(img);
+	return bad;
+}
+
+/*
+ * One snapshot of the bench VM.  @background 0: the guest's pass over
+ * every page takes one fault per page; 1: the copier runs, and the guest
+ * keeps passing over its pages until the snapshot is finished.
+ */
+static int bench_snapshot(struct bench_vm *b, enum nk_snap_backend backend,
+			  int background, uint64_t *pass_ns, unsigned long *bad,
+			  struct nk_snap_stats *st, char *err, size_t errlen)
+{
+	struct nk_snap_region region = { .gpa = 0, .hva = b->mem, .size = b->size };
+	uint8_t *ref = malloc(b->size);
+	FILE *image = tmpfile();
+	struct run_result res = { 0 };
+	struct nk_snap *snap = NULL;
+	int ret = -1;
+	uint64_t t;
+
+	if (!ref || !image) {
+		snprintf(err, errlen, "out of memory or no tmpfile");
+		goto out;
+	}
+	memcpy(ref, b->mem, b->size);
+	snap = nk_snap_create(backend, &region, 1, fileno(image), err, errlen);
+	if (!snap || nk_snap_set_background(snap, background, err, errlen) ||
+	    nk_snap_start(snap, err, errlen))
+		goto out;
+	t = mono_ns();
+	do {
+		if (to_tick(&b->vcpu, snap, &res, err, errlen) < 0)
+			goto out;
+	} while (background && !nk_snap_finished(snap));
+	*pass_ns = mono_ns() - t;
+	if (nk_snap_wait(snap, st, err, errlen))
+		goto out;
+	*bad = count_bad(image, ref, b->size);
+	ret = 0;
+out:
+	nk_snap_destroy(snap);
+	if (image)
+		fclose(image);
+	free(ref);
+	return ret;
+}
+
+static int bench_one(enum nk_snap_backend backend, unsigned int pages)
+{
+	const char *name = backend == NK_SNAP_UFFD_WP ? "uffd-wp" : "mprotect";
+	struct run_result res = { 0 };
+	struct nk_snap_stats st, st_bg;
+	uint64_t base, lazy, bg;
+	unsigned long bad, bad_bg;
+	char err[256] = "";
+	struct bench_vm b;
+
+	if (bench_vm_create(&b, pages, backend == NK_SNAP_MPROTECT, err, sizeof(err)))
+		goto fail;
+	/* Warm-up: every page is populated and mapped by KVM. */
+	if (to_tick(&b.vcpu, NULL, &res, err, sizeof(err)) < 0)
+		goto fail_vm;
+	base = mono_ns();
+	if (to_tick(&b.vcpu, NULL, &res, err, sizeof(err)) < 0)
+		goto fail_vm;
+	base = mono_ns() - base;
+	if (bench_snapshot(&b, backend, 0, &lazy, &bad, &st, err, sizeof(err)) ||
+	    bench_snapshot(&b, backend, 1, &bg, &bad_bg, &st_bg, err, sizeof(err)))
+		goto fail_vm;
+	bench_vm_destroy(&b);
+	printf("# bench %-8s %6u pages: pass %llu ns unprotected, %llu ns with a fault per page -> %llu ns per fault (%llu faults); with the copier: snapshot %llu ns, %llu copied on write, longest handler %llu ns; lost or torn pages %lu\n",
+	       name, pages, (unsigned long long)base, (unsigned long long)lazy,
+	       (unsigned long long)(st.fault_copies ? (lazy - base) / st.fault_copies : 0),
+	       (unsigned long long)st.fault_copies, (unsigned long long)st_bg.total_ns,
+	       (unsigned long long)st_bg.fault_copies,
+	       (unsigned long long)st_bg.max_stall_ns, bad + bad_bg);
+	return bad + bad_bg || st.fault_copies < pages;
+fail_vm:
+	bench_vm_destroy(&b);
+fail:
+	printf("# bench %s: %s\n", name, err);
+	return 1;
+}
+
+/* The baseline: the guest stops while all of its memory is copied. */
+static int bench_stop_the_world(unsigned int pages)
+{
+	size_t size = DATA_GPA + (size_t)pages * PAGE;
+	uint8_t *mem = malloc(size);
+	FILE *image = tmpfile();
+	int ret = 1;
+	uint64_t t;
+
+	if (mem && image) {
+		memset(mem, 0x5a, size);
+		t = mono_ns();
+		for (size_t off = 0; off < size; off += PAGE)
+			if (pwrite(fileno(image), mem + off, PAGE, (off_t)off) != PAGE)
+				goto out;
+		t = mono_ns() - t;
+		printf("# bench stop-the-world %6u pages: guest stopped %llu ns (%llu ns per page)\n",
+		       pages, (unsigned long long)t,
+		       (unsigned long long)(t / (size / PAGE)));
+		ret = 0;
+	}
+out:
+	if (ret)
+		printf("# bench stop-the-world: out of memory or image write failed\n");
+	if (image)
+		fclose(image);
+	free(mem);
+	return ret;
+}
+
+int nk_snapshot_bench(int argc, char **argv)
+{
+	unsigned int sizes[8], n = 0;
+	int failed = 0;
+
+	for (int i = 1; i < argc; i++) {
+		char *end;
+
+		if (strcmp(argv[i], "--pages") || i + 1 >= argc || n == 8) {
+			fprintf(stderr, "usage: snapshot-bench [--pages N]... (up to 8)\n");
+			return 2;
+		}
+		sizes[n] = (unsigned int)strtoul(argv[++i], &end, 10);
+		if (*end || !sizes[n] || sizes[n] > 1u << 20) {
+			fprintf(stderr, "snapshot-bench: bad page count '%s'\n", argv[i]);
+			return 2;
+		}
+		n++;
+	}
+	if (!n)
+		sizes[n++] = 4096;
+	for (unsigned int i = 0; i < n; i++) {
+		failed |= bench_stop_the_world(sizes[i]);
+		failed |= bench_one(NK_SNAP_MPROTECT, sizes[i]);
+		failed |= bench_one(NK_SNAP_UFFD_WP, sizes[i]);
 	}
 	return failed;
 }

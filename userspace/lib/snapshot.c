@@ -74,6 +74,7 @@ struct nk_snap {
 	int stop_fd[2];
 	bool started, copier_up, handler_up;
 	unsigned int copier_pause_us;
+	bool no_background;
 	pthread_t copier, handler;
 
 	pthread_mutex_t lock;	/* fail_msg */
@@ -545,6 +546,17 @@ int nk_snap_set_copier_pause(struct nk_snap *s, unsigned int us,
 	return 0;
 }
 
+int nk_snap_set_background(struct nk_snap *s, int on, char *err,
+			   size_t errlen)
+{
+	if (s->started) {
+		seterr(err, errlen, "choose the copier before the start");
+		return -1;
+	}
+	s->no_background = !on;
+	return 0;
+}
+
 int nk_snap_start(struct nk_snap *s, char *err, size_t errlen)
 {
 	int e;
@@ -586,6 +598,8 @@ int nk_snap_start(struct nk_snap *s, char *err, size_t errlen)
 			goto thread_err;
 		s->handler_up = true;
 	}
+	if (s->no_background)
+		return 0;
 	e = pthread_create(&s->copier, NULL, copier_main, s);
 	if (e)
 		goto thread_err;
@@ -612,6 +626,8 @@ int nk_snap_wait(struct nk_snap *s, struct nk_snap_stats *stats,
 	if (s->copier_up) {
 		pthread_join(s->copier, NULL);
 		s->copier_up = false;
+	} else if (!atomic_load(&s->copier_done)) {
+		copier_main(s);
 	}
 	if (stats) {
 		*stats = (struct nk_snap_stats){

@@ -309,6 +309,47 @@ static void test_out_of_space(enum nk_snap_backend backend)
 	munmap(mem, NPAGES * PAGE);
 }
 
+/* Without the background copier, only writes copy until nk_snap_wait(). */
+static void test_no_background(void)
+{
+	uint8_t *mem = map_mem(8 * PAGE);
+	struct nk_snap_region r = { .gpa = 0x10000, .hva = mem, .size = 8 * PAGE };
+	uint8_t ref[8 * PAGE];
+	struct nk_snap_stats st;
+	char err[256] = "";
+	FILE *img = tmpfile();
+	struct nk_snap *s;
+
+	CHECK(mem && img);
+	if (!mem || !img)
+		return;
+	memset(mem, 0x33, 8 * PAGE);
+	s = nk_snap_create(NK_SNAP_MPROTECT, &r, 1, fileno(img), err, sizeof(err));
+	CHECK(s);
+	if (s) {
+		cur = s;
+		cur_mem = mem;
+		cur_gpa = r.gpa;
+		CHECK(nk_snap_set_background(s, 0, err, sizeof(err)) == 0);
+		memcpy(ref, mem, sizeof(ref));
+		CHECK(nk_snap_start(s, err, sizeof(err)) == 0);
+		CHECK(nk_snap_set_background(s, 1, err, sizeof(err)) == -1);
+		atomic_store(&segv_count, 0);
+		mem[3 * PAGE + 5] = 1;
+		mem[6 * PAGE] = 2;
+		mem[6 * PAGE + 1] = 3;
+		CHECK(atomic_load(&segv_count) == 2);
+		CHECK(!nk_snap_finished(s));
+		CHECK(nk_snap_wait(s, &st, err, sizeof(err)) == 0);
+		CHECK(st.fault_copies == 2 && st.background_copies == 6);
+		CHECK(image_equals(fileno(img), ref, sizeof(ref)));
+		cur = NULL;
+		nk_snap_destroy(s);
+	}
+	fclose(img);
+	munmap(mem, 8 * PAGE);
+}
+
 /* An image descriptor that cannot be written fails the same way. */
 static void test_readonly_image(void)
 {
@@ -353,6 +394,7 @@ int main(void)
 	sigaction(SIGSEGV, &sa, NULL);
 	test_bad_input();
 	test_readonly_image();
+	test_no_background();
 	test_out_of_space(NK_SNAP_MPROTECT);
 	test_concurrent(NK_SNAP_MPROTECT, 2, 20, false);
 	/* Needs CAP_SYS_PTRACE or vm.unprivileged_userfaultfd=1. */

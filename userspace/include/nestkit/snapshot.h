@@ -75,6 +75,14 @@ int nk_snap_set_copier_pause(struct nk_snap *s, unsigned int us,
 			     char *err, size_t errlen);
 
 /*
+ * With @on = 0, no background copier thread runs: only writes copy pages
+ * until nk_snap_wait() copies the rest in the calling thread (e.g. a VMM
+ * that copies when the guest is idle).  Default 1.  Before the start.
+ */
+int nk_snap_set_background(struct nk_snap *s, int on, char *err,
+			   size_t errlen);
+
+/*
  * The start instant: call with every vCPU stopped.  Write-protects all
  * pages, copies the excluded ones and starts the background copier.
  */
