@@ -20,8 +20,14 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <linux/kvm.h>
+
 #include "nestkit/snapshot.h"
 #include "unit.h"
+
+#ifndef KVM_EXIT_MEMORY_FAULT
+#define KVM_EXIT_MEMORY_FAULT	39
+#endif
 
 #define PAGE	4096ul
 #define NPAGES	512ul
@@ -350,6 +356,94 @@ static void test_no_background(void)
 	munmap(mem, 8 * PAGE);
 }
 
+/* Fill kvm_run.memory_fault, which older uAPI headers do not name. */
+static void set_memory_fault(struct kvm_run *run, uint64_t flags, uint64_t gpa)
+{
+	uint64_t mf[3] = { flags, gpa, PAGE };
+
+	run->exit_reason = KVM_EXIT_MEMORY_FAULT;
+	memcpy(&run->mmio, mf, sizeof(mf));
+}
+
+/* What the vCPU loop hands over, and what the engine makes of it. */
+static void test_handle_exit(void)
+{
+	uint8_t *mem = map_mem(4 * PAGE);
+	struct nk_snap_region r = { .gpa = 0x100000, .hva = mem, .size = 4 * PAGE };
+	struct kvm_run *run = calloc(1, sizeof(*run));
+	uint8_t ref[4 * PAGE];
+	char err[256] = "";
+	FILE *img = tmpfile();
+	struct nk_snap *s;
+
+	CHECK(mem && run && img);
+	if (!mem || !run || !img)
+		return;
+	memset(mem, 0x44, 4 * PAGE);
+	memcpy(ref, mem, sizeof(ref));
+	s = nk_snap_create(NK_SNAP_MPROTECT, &r, 1, fileno(img), err, sizeof(err));
+	CHECK(s);
+	if (!s)
+		return;
+	cur = s;
+	cur_mem = mem;
+	cur_gpa = r.gpa;
+	CHECK(nk_snap_set_background(s, 0, err, sizeof(err)) == 0);
+	set_memory_fault(run, 2, r.gpa);
+	/* Not started: not the engine's. */
+	CHECK(nk_snap_handle_exit(s, run, -1, EFAULT, err, sizeof(err)) == 0);
+	CHECK(nk_snap_start(s, err, sizeof(err)) == 0);
+
+	/* A write fault on page 1: copied and writable, no SIGSEGV. */
+	set_memory_fault(run, 2, r.gpa + PAGE + 0x10);
+	CHECK(nk_snap_handle_exit(s, run, -1, EFAULT, err, sizeof(err)) == 1);
+	atomic_store(&segv_count, 0);
+	mem[PAGE + 0x10] = 0x99;
+	CHECK(atomic_load(&segv_count) == 0);
+	/* Read and fetch faults, other errors, untracked GPAs: not ours. */
+	set_memory_fault(run, 1, r.gpa + 2 * PAGE);
+	CHECK(nk_snap_handle_exit(s, run, -1, EFAULT, err, sizeof(err)) == 0);
+	set_memory_fault(run, 4, r.gpa + 2 * PAGE);
+	CHECK(nk_snap_handle_exit(s, run, -1, EFAULT, err, sizeof(err)) == 0);
+	set_memory_fault(run, 2, r.gpa + 2 * PAGE);
+	CHECK(nk_snap_handle_exit(s, run, -1, EINTR, err, sizeof(err)) == 0);
+	CHECK(nk_snap_handle_exit(s, run, 0, 0, err, sizeof(err)) == 0);
+	set_memory_fault(run, 2, 0x5000);
+	CHECK(nk_snap_handle_exit(s, run, -1, EFAULT, err, sizeof(err)) == 0);
+
+	/* KVM's emulator writing RAM: the engine performs the write. */
+	run->exit_reason = KVM_EXIT_MMIO;
+	run->mmio.phys_addr = r.gpa + 3 * PAGE + 8;
+	run->mmio.len = 4;
+	run->mmio.is_write = 1;
+	memcpy(run->mmio.data, "\x01\x02\x03\x04", 4);
+	CHECK(nk_snap_handle_exit(s, run, 0, 0, err, sizeof(err)) == 1);
+	CHECK(!memcmp(mem + 3 * PAGE + 8, "\x01\x02\x03\x04", 4));
+	/* Reads, page-crossing and non-RAM MMIO stay the VMM's. */
+	run->mmio.is_write = 0;
+	CHECK(nk_snap_handle_exit(s, run, 0, 0, err, sizeof(err)) == 0);
+	run->mmio.is_write = 1;
+	run->mmio.phys_addr = r.gpa + 2 * PAGE - 2;
+	CHECK(nk_snap_handle_exit(s, run, 0, 0, err, sizeof(err)) == 0);
+	run->mmio.phys_addr = 0xfee00300;
+	CHECK(nk_snap_handle_exit(s, run, 0, 0, err, sizeof(err)) == 0);
+
+	CHECK(nk_snap_wait(s, NULL, err, sizeof(err)) == 0);
+	CHECK(image_equals(fileno(img), ref, sizeof(ref)));
+	cur = NULL;
+	nk_snap_destroy(s);
+	/* The uffd backend takes no exits. */
+	s = nk_snap_create(NK_SNAP_UFFD_WP, &r, 1, fileno(img), err, sizeof(err));
+	if (s) {
+		set_memory_fault(run, 2, r.gpa);
+		CHECK(nk_snap_handle_exit(s, run, -1, EFAULT, err, sizeof(err)) == 0);
+		nk_snap_destroy(s);
+	}
+	fclose(img);
+	free(run);
+	munmap(mem, 4 * PAGE);
+}
+
 /* An image descriptor that cannot be written fails the same way. */
 static void test_readonly_image(void)
 {
@@ -395,6 +489,7 @@ int main(void)
 	test_bad_input();
 	test_readonly_image();
 	test_no_background();
+	test_handle_exit();
 	test_out_of_space(NK_SNAP_MPROTECT);
 	test_concurrent(NK_SNAP_MPROTECT, 2, 20, false);
 	/* Needs CAP_SYS_PTRACE or vm.unprivileged_userfaultfd=1. */
