@@ -20,8 +20,13 @@ else
 fi
 
 "$NESTKIT_ROOT/rig/base.sh"
-step "host: series applies to the pristine base with no fuzz"
 mapfile -t patches < <(series_patches)
+# checkpatch reads the shared source tree: hold the lock from prepare to the
+# last patch, or another worktree's build resets the tree to its own series
+# (seen as "no MAINTAINERS entry covers" files the series adds).
+(
+with_lock
+step "host: series applies to the pristine base with no fuzz"
 if logged "$out/series.log" "$NESTKIT_ROOT/rig/prepare.sh"; then
 	record host series-applies PASS "${#patches[@]} patches"
 else
@@ -38,6 +43,8 @@ for p in "${patches[@]}"; do
 		record host "checkpatch $name" FAIL "$(grep -m1 -E '^(ERROR|WARNING|CHECK)' "$out/checkpatch-$name.log")"
 	fi
 done
+
+)
 
 step "host: kernel (CONFIG_KVM_WERROR=y) and selftests build"
 # Progress lines go to the terminal and to the log; the build dir to stdout.

@@ -45,9 +45,13 @@ logged() {
 }
 
 # Serialize everything that touches the shared source/build trees.
+# Children of a holder (check.sh around prepare + checkpatch) inherit both
+# the lock (fd 9) and NESTKIT_LOCKED, and must not wait for it again.
 with_lock() {
+	[ -n "${NESTKIT_LOCKED:-}" ] && return
 	exec 9>"$NESTKIT_CACHE/lock"
 	flock 9
+	export NESTKIT_LOCKED=1
 }
 
 # The series as a list of patch paths, in order (comments and blanks skipped).
