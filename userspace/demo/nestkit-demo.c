@@ -30,7 +30,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: nestkit-demo probe [--kvm PATH]\n"
 		"       nestkit-demo remote-read [--kvm PATH] [--vcpus N]\n"
-		"       nestkit-demo snapshot-test [--backend mprotect|uffd|both] [--runs N] [--pages N]\n"
+		"       nestkit-demo snapshot-test [--backend mprotect|uffd|both] [--runs N] [--pages N] [--hash]\n"
 		"       nestkit-demo snapshot-bench [--pages N]...\n"
 		"  probe        report which nestkit capabilities this kernel's KVM offers\n"
 		"  remote-read  legacy BIOS AP discovery: the BSP Remote Reads each AP's\n"

@@ -42,7 +42,17 @@ struct run_result {
 	unsigned long fault_exits;	/* KVM_EXIT_MEMORY_FAULT (mprotect) */
 	unsigned long mmio_exits;	/* emulator writes to RAM (mprotect) */
 	unsigned long ticks;
+	uint64_t image_hash, start_hash;	/* FNV-1a of image, reference */
 };
+
+static uint64_t fnv1a(const uint8_t *p, size_t n)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	while (n--)
+		h = (h ^ *p++) * 0x100000001b3ull;
+	return h;
+}
 
 static int enable_cap(int vm_fd, uint32_t cap, uint64_t arg0)
 {
@@ -199,6 +209,8 @@ static int one_run(enum nk_snap_backend backend, unsigned int pages,
 	for (size_t p = 0; p < size / PAGE; p++)
 		if (memcmp(img + p * PAGE, ref + p * PAGE, PAGE))
 			res->bad_pages++;
+	res->image_hash = fnv1a(img, size);
+	res->start_hash = fnv1a(ref, size);
 	ret = 0;
 out:
 	nk_snap_destroy(snap);
@@ -218,12 +230,14 @@ int nk_snapshot_test(int argc, char **argv)
 {
 	unsigned int runs = 20, pages = 512;
 	const char *which = "both";
-	int failed = 0;
+	int failed = 0, hash = 0;
 
 	for (int i = 1; i < argc; i++) {
 		char *end = NULL;
 
-		if (!strcmp(argv[i], "--runs") && i + 1 < argc) {
+		if (!strcmp(argv[i], "--hash")) {
+			hash = 1;
+		} else if (!strcmp(argv[i], "--runs") && i + 1 < argc) {
 			runs = (unsigned int)strtoul(argv[++i], &end, 10);
 		} else if (!strcmp(argv[i], "--pages") && i + 1 < argc) {
 			pages = (unsigned int)strtoul(argv[++i], &end, 10);
@@ -233,7 +247,7 @@ int nk_snapshot_test(int argc, char **argv)
 			    strcmp(which, "both"))
 				end = (char *)which;
 		} else {
-			fprintf(stderr, "usage: snapshot-test [--backend mprotect|uffd|both] [--runs N] [--pages N]\n");
+			fprintf(stderr, "usage: snapshot-test [--backend mprotect|uffd|both] [--runs N] [--pages N] [--hash]\n");
 			return 2;
 		}
 		if (end && *end) {
@@ -266,6 +280,12 @@ int nk_snapshot_test(int argc, char **argv)
 				continue;
 			}
 			ok++;
+			if (hash)
+				printf("# snapshot %s run %u: image FNV-1a %016llx, memory at the start %016llx: %s\n",
+				       name, i, (unsigned long long)res.image_hash,
+				       (unsigned long long)res.start_hash,
+				       res.image_hash == res.start_hash && !res.bad_pages ?
+				       "equal" : "DIFFERENT");
 			bad += res.bad_pages;
 			writes += res.st.fault_copies;
 			fexits += res.fault_exits;
