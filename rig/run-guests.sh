@@ -44,7 +44,7 @@ report_one() {
 	if [ "$mode" = bench ]; then
 		grep -a -E '^# (bench|nestkit: bench)|Bail out' "$outdir/$t/console.log" | sed "s/^/  [$t] /"
 	elif [ "$mode" = demo ]; then
-		sed -n '/^nestkit-demo/,/^# nestkit: done/p;/^# snapshot/p;/Bail out/p' "$outdir/$t/console.log" |
+		sed -n '/^nestkit-demo/,/^# nestkit: done/p;/Bail out/p' "$outdir/$t/console.log" |
 			grep -v '^# nestkit: done' | sed "s/^/  [$t] /"
 	else
 		"$NESTKIT_ROOT/rig/plan.sh" "$t" >"$outdir/$t/plan"
