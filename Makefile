@@ -2,12 +2,13 @@
 #   base -> prepare (series) -> build -> pack-initramfs -> boot -> collect
 export NESTKIT_T0 := $(shell date +%s)
 
-.PHONY: help deps build check check-series demo unit pq-edit pq-export clean distclean
+.PHONY: help deps build check check-series demo bench unit pq-edit pq-export clean distclean
 
 help:
 	@echo "make demo          build/reuse the kernel, boot it on emulated VMX and SVM, run the demo VMM"
 	@echo "make check         host checks + selftests on both vendors; ends with 'check: N passed, N failed'"
 	@echo "make check-series  every prefix of the series builds (slow)"
+	@echo "make bench         snapshot backends vs stop-the-world copy, in instructions (not a test)"
 	@echo "make pq-edit       editable kernel tree in work/linux (base + series as commits)"
 	@echo "make pq-export     write work/linux's commits back to kernel/series + kernel/patches"
 	@echo "make unit          userspace unit tests only (ASan + UBSan)"
@@ -27,6 +28,9 @@ check-series: deps
 
 demo:
 	@rig/demo.sh
+
+bench:
+	@rig/bench.sh
 
 unit:
 	@$(MAKE) -s -C userspace test

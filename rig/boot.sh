@@ -18,9 +18,14 @@ mkdir -p "$outdir"
 console=$outdir/console.log
 : >"$console"
 
+# "make bench": QEMU counts instructions, one per nanosecond of guest time.
+icount=
+case " $* " in *" nestkit.bench="*) icount="-icount shift=0" ;; esac
+
 case $vendor in
 svm)
-	qemu-system-x86_64 \
+	# shellcheck disable=SC2086
+	qemu-system-x86_64 $icount \
 		-accel tcg,thread=single -cpu max -smp 2 -m 2G -machine q35 \
 		-display none -monitor none -serial "file:$console" -nic none \
 		-no-reboot -kernel "$build/bzImage" -initrd "$initrd" \

@@ -17,6 +17,9 @@ KERNEL_DIR=$NESTKIT_ROOT/kernel
 SRC_TREE=$NESTKIT_CACHE/src          # pristine base + series, rebuilt on demand
 BUILD_DIR=$NESTKIT_CACHE/build       # kernel O= output, reused across keys
 ARTIFACTS=$NESTKIT_CACHE/artifacts   # one directory per build key
+# Plan entries that the demo VMM provides (run as /tests/NAME, a link to it),
+# not KVM selftests.
+DEMO_TESTS="snapshot_test"
 mkdir -p "$NESTKIT_CACHE"
 
 _elapsed() {

@@ -2,7 +2,8 @@
 # "make demo": build (or reuse) the patched kernel and, for comparison, the
 # pristine base kernel; boot both on the two emulated vendors and run the
 # demo VMMs in each: the capability probe, legacy BIOS AP discovery by APIC
-# Remote Read, vmbus for a nested Hyper-V root partition (relay on/off), and
+# Remote Read, lazy snapshots of a writing guest with each backend (verified
+# by hash), vmbus for a nested Hyper-V root partition (relay on/off), and
 # VMware Tools at CPL3 in a VBS guest (nested backdoor on/off).
 . "$(dirname "$0")/common.sh"
 
@@ -31,6 +32,13 @@ for v in svm vmx; do
 		{ warn "$v: the patched kernel did not answer every Remote Read"; ok=0; }
 	grep -q '^nestkit-demo: found 0 of 3 APs' "$out/before/$v/console.log" ||
 		warn "$v: the pristine kernel answered a Remote Read (unexpected)"
+	# F4: both snapshot backends with the series; userfaultfd-wp only without.
+	for b in mprotect uffd; do
+		grep -q "^# snapshot $b: 2/2 runs, .* lost or torn pages 0," "$out/after/$v/console.log" ||
+			{ warn "$v: the $b snapshot did not match memory at the start"; ok=0; }
+	done
+	grep -q '^# snapshot mprotect run 0: KVM_CAP_MEMORY_FAULT_PERM' "$out/before/$v/console.log" ||
+		warn "$v: the pristine kernel accepted KVM_CAP_MEMORY_FAULT_PERM (unexpected)"
 done
 # F1: vmbus of a nested Hyper-V root partition (the patched build's
 # demo VMM on both kernels; without the capability it cannot connect).

@@ -32,6 +32,8 @@ if [ -d "$nested" ]; then
 	cp "$nested"/* "$root/usr/bin/"
 	strip --strip-debug "$root"/usr/bin/nestkit-*-demo
 fi
+# Plans run the demo's tests like selftests, under their names.
+for t in $DEMO_TESTS; do ln -s /usr/bin/nestkit-demo "$root/tests/$t"; done
 (cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet --reproducible) |
 	gzip -1 >"$out"
 info "initramfs $(du -k "$out" | cut -f1) KiB"

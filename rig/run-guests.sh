@@ -2,7 +2,8 @@
 # Stages 4-6 for one or more targets: pack the initramfs, boot each emulated
 # machine (two at a time: each emulator is single-threaded), collect results.
 # Usage: run-guests.sh BUILD_DIR OUTDIR MODE TARGET...
-#   MODE "plan": run tests/plans/TARGET.list; "demo": run the demo VMM.
+#   MODE "plan": run tests/plans/TARGET.list; "demo": run the demo VMM;
+#   "bench": the demo VMM's snapshot benchmark.
 #   A target is a vendor (svm, vmx) or vendor-variant (see rig/plan.sh).
 # Leaves OUTDIR/TARGET/{console.log,results.tsv}.
 . "$(dirname "$0")/common.sh"
@@ -24,7 +25,12 @@ cp "$outdir/userspace/nestkit-demo" "$demo"
 declare -A limit=([svm]=600 [vmx]=1500)
 boot_one() {
 	local t=$1 v=${1%%-*} args
-	if [ "$mode" = demo ]; then args="nestkit.demo=1"; else args="nestkit.plan=$t"; fi
+	case $mode in
+	demo) args="nestkit.demo=1" ;;
+	# Guest memory: 2 GiB on svm, 1 GiB on vmx, and the bench needs 3 copies.
+	bench) args="nestkit.bench=$( [ "$v" = svm ] && echo 16384,65536 || echo 16384)" ;;
+	*) args="nestkit.plan=$t" ;;
+	esac
 	args="$args $("$NESTKIT_ROOT/rig/plan.sh" --cmdline "$t")"
 	step "booting $t ($( [ "$v" = svm ] && echo 'QEMU TCG, AMD SVM+NPT' || echo 'Bochs, Intel VMX+EPT')) $args"
 	# shellcheck disable=SC2086
@@ -35,7 +41,9 @@ boot_one() {
 report_one() {
 	local t=$1 rc=$2
 	info "$t finished after $(cat "$outdir/$t/seconds" 2>/dev/null || echo '?') s (status $rc)"
-	if [ "$mode" = demo ]; then
+	if [ "$mode" = bench ]; then
+		grep -a -E '^# (bench|nestkit: bench)|Bail out' "$outdir/$t/console.log" | sed "s/^/  [$t] /"
+	elif [ "$mode" = demo ]; then
 		sed -n '/^nestkit-demo/,/^# nestkit: done/p;/Bail out/p' "$outdir/$t/console.log" |
 			grep -E '^(nestkit-|  |Bail out)' | sed "s/^/  [$t] /"
 	else
