@@ -18,15 +18,17 @@ mkdir -p "$outdir"
 console=$outdir/console.log
 : >"$console"
 
-# "make bench": QEMU counts instructions, one per nanosecond of guest time.
-icount=
-case " $* " in *" nestkit.bench="*) icount="-icount shift=0" ;; esac
+# "make bench": QEMU counts instructions, one per nanosecond of guest time,
+# and has room for 1 GiB of bench guest memory three times (memory,
+# reference copy, snapshot image).
+icount= svm_mem=2G
+case " $* " in *" nestkit.bench="*) icount="-icount shift=0" svm_mem=4G ;; esac
 
 case $vendor in
 svm)
 	# shellcheck disable=SC2086
 	qemu-system-x86_64 $icount \
-		-accel tcg,thread=single -cpu max -smp 2 -m 2G -machine q35 \
+		-accel tcg,thread=single -cpu max -smp 2 -m $svm_mem -machine q35 \
 		-display none -monitor none -serial "file:$console" -nic none \
 		-no-reboot -kernel "$build/bzImage" -initrd "$initrd" \
 		-append "$cmdline" >"$outdir/emulator.log" 2>&1 </dev/null &
