@@ -459,7 +459,7 @@ int main(int argc, char *argv[])
 		else if (!strcmp(argv[i], "--runs") && i + 1 < argc)
 			runs = parse_uint(argv[++i], 1, 100000);
 		else if (!strcmp(argv[i], "--pages") && i + 1 < argc)
-			pages = parse_uint(argv[++i], 1, 65536);
+			pages = parse_uint(argv[++i], 1, 32768);	/* below ALIAS_GPA */
 		else if (!strcmp(argv[i], "--pause") && i + 1 < argc)
 			pause_us = parse_uint(argv[++i], 0, 1000000);
 		else if (!strcmp(argv[i], "--backend") && i + 1 < argc &&
