@@ -20,6 +20,10 @@ ARTIFACTS=$NESTKIT_CACHE/artifacts   # one directory per build key
 # Plan entries that the demo VMM provides (run as /tests/NAME, a link to it),
 # not KVM selftests.
 DEMO_TESTS="snapshot_test"
+# Plan entries that a nested demo VMM provides: NAME runs
+# userspace/demo/nested/NAME.c, built as nestkit-NAME-demo (_ as -), through
+# a link /tests/NAME. Not KVM selftests either.
+NESTED_TESTS="snapshot_nested"
 mkdir -p "$NESTKIT_CACHE"
 
 _elapsed() {

@@ -3,7 +3,7 @@
 # pristine base kernel; boot both on the two emulated vendors and run the
 # demo VMMs in each: the capability probe, legacy BIOS AP discovery by APIC
 # Remote Read, lazy snapshots of a writing guest with each backend (verified
-# by hash), vmbus for a nested Hyper-V root partition (relay on/off), and
+# by hash; also of an L1 + L2 guest), vmbus for a nested Hyper-V root partition (relay on/off), and
 # VMware Tools at CPL3 in a VBS guest (nested backdoor on/off).
 . "$(dirname "$0")/common.sh"
 
@@ -39,6 +39,19 @@ for v in svm vmx; do
 	done
 	grep -q '^# snapshot mprotect run 0: KVM_CAP_MEMORY_FAULT_PERM' "$out/before/$v/console.log" ||
 		warn "$v: the pristine kernel accepted KVM_CAP_MEMORY_FAULT_PERM (unexpected)"
+	# The nested guest (L1 + L2 writers): the same, mprotect unavailable before.
+	for phase in before after; do
+		log=$out/$phase/$v/console.log
+		for b in mprotect uffd; do
+			[ "$phase/$b" = before/mprotect ] && continue
+			grep -q "^# snapshot_nested $b: 2/2 runs, .* lost or torn pages 0," "$log" ||
+				{ warn "$v/$phase: the nested $b snapshot did not match memory at the start"; ok=0; }
+		done
+		grep -q '^nestkit-snapshot-nested-demo: exit status 0' "$log" ||
+			{ warn "$v/$phase: the nested snapshot demo failed (log: $log)"; ok=0; }
+	done
+	grep -q '^# snapshot_nested mprotect: unavailable' "$out/before/$v/console.log" ||
+		{ warn "$v/before: the nested mprotect snapshot was not reported unavailable"; ok=0; }
 done
 # F1: vmbus of a nested Hyper-V root partition (the patched build's
 # demo VMM on both kernels; without the capability it cannot connect).

@@ -34,6 +34,7 @@ if [ -d "$nested" ]; then
 fi
 # Plans run the demo's tests like selftests, under their names.
 for t in $DEMO_TESTS; do ln -s /usr/bin/nestkit-demo "$root/tests/$t"; done
+for t in $NESTED_TESTS; do ln -s "/usr/bin/nestkit-${t//_/-}-demo" "$root/tests/$t"; done
 (cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet --reproducible) |
 	gzip -1 >"$out"
 info "initramfs $(du -k "$out" | cut -f1) KiB"

@@ -5,7 +5,8 @@
 #   #! cmdline: kvm_intel.enable_apicv=0
 # A plan line is "selftest [args...]"; '#' starts a comment.
 #   plan.sh --targets         every target, in order
-#   plan.sh --all-binaries    every selftest named by any plan, once (not $DEMO_TESTS)
+#   plan.sh --all-binaries    every selftest named by any plan, once (not $DEMO_TESTS,
+#                             $NESTED_TESTS)
 #   plan.sh --cmdline TARGET  the target's extra kernel parameters
 #   plan.sh TARGET            the target's test lines, normalized
 . "$(dirname "$0")/common.sh"
@@ -15,7 +16,7 @@ strip() { sed -e 's/#.*//' -e 's/[[:space:]]\+/ /g' -e 's/^ //' -e 's/ $//' -e '
 file() { [ -f "$plans/$1.list" ] || die "no test plan tests/plans/$1.list"; echo "$plans/$1.list"; }
 case "${1:-}" in
 --targets) for p in "$plans"/*.list; do basename "$p" .list; done ;;
---all-binaries) strip "$plans"/*.list | cut -d' ' -f1 | sort -u | grep -vxF -f <(printf '%s\n' $DEMO_TESTS) ;;
+--all-binaries) strip "$plans"/*.list | cut -d' ' -f1 | sort -u | grep -vxF -f <(printf '%s\n' $DEMO_TESTS $NESTED_TESTS) ;;
 --cmdline) sed -n 's/^#! *cmdline: *//p' "$(file "$2")" | tr '\n' ' ' ;;
 ''|-*) die "usage: plan.sh --targets | --all-binaries | --cmdline TARGET | TARGET" ;;
 *) strip "$(file "$1")" ;;
