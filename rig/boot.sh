@@ -20,9 +20,9 @@ console=$outdir/console.log
 
 # "make bench": QEMU counts instructions, one per nanosecond of guest time,
 # and has room for 1 GiB of bench guest memory three times (memory,
-# reference copy, snapshot image).
+# reference copy, snapshot image, the latter in the initramfs tmpfs).
 icount= svm_mem=2G
-case " $* " in *" nestkit.bench="*) icount="-icount shift=0" svm_mem=4G ;; esac
+case " $* " in *" nestkit.bench="*) icount="-icount shift=0" svm_mem=6G ;; esac
 
 case $vendor in
 svm)

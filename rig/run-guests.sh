@@ -29,7 +29,7 @@ boot_one() {
 	local t=$1 v=${1%%-*} args
 	case $mode in
 	demo) args="nestkit.demo=1" ;;
-	# Guest memory: 4 GiB on svm for the bench (64 MiB-1 GiB), 1 GiB on vmx
+	# Guest memory: 6 GiB on svm for the bench (64 MiB-1 GiB), 1 GiB on vmx
 	# (64 MiB); the bench needs 3 copies.
 	bench) args="nestkit.bench=$( [ "$v" = svm ] && echo 16384,65536,262144 || echo 16384)" ;;
 	*) args="nestkit.plan=$t" ;;
