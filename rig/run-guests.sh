@@ -48,7 +48,7 @@ report_one() {
 		grep -a -E '^# (bench|nestkit: bench)|Bail out' "$outdir/$t/console.log" | sed "s/^/  [$t] /"
 	elif [ "$mode" = demo ]; then
 		sed -n '/^nestkit-demo/,/^# nestkit: done/p;/Bail out/p' "$outdir/$t/console.log" |
-			grep -E '^(nestkit-|  |Bail out)' | sed "s/^/  [$t] /"
+			grep -E '^(nestkit-|  |Bail out|# snapshot)' | sed "s/^/  [$t] /"
 	else
 		"$NESTKIT_ROOT/rig/plan.sh" "$t" >"$outdir/$t/plan"
 		"$NESTKIT_ROOT/rig/collect.sh" "$t" "$outdir/$t" "$outdir/$t/plan" "$rc"

@@ -45,14 +45,6 @@ struct run_result {
 	uint64_t image_hash, start_hash;	/* FNV-1a of image, reference */
 };
 
-static uint64_t fnv1a(const uint8_t *p, size_t n)
-{
-	uint64_t h = 0xcbf29ce484222325ull;
-
-	while (n--)
-		h = (h ^ *p++) * 0x100000001b3ull;
-	return h;
-}
 
 static int enable_cap(int vm_fd, uint32_t cap, uint64_t arg0)
 {
@@ -209,8 +201,8 @@ static int one_run(enum nk_snap_backend backend, unsigned int pages,
 	for (size_t p = 0; p < size / PAGE; p++)
 		if (memcmp(img + p * PAGE, ref + p * PAGE, PAGE))
 			res->bad_pages++;
-	res->image_hash = fnv1a(img, size);
-	res->start_hash = fnv1a(ref, size);
+	res->image_hash = nk_snap_fnv1a(img, size);
+	res->start_hash = nk_snap_fnv1a(ref, size);
 	ret = 0;
 out:
 	nk_snap_destroy(snap);

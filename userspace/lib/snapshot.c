@@ -677,3 +677,13 @@ void nk_snap_destroy(struct nk_snap *s)
 	free((void *)s->state);
 	free(s);
 }
+
+uint64_t nk_snap_fnv1a(const void *p, size_t n)
+{
+	const uint8_t *b = p;
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	while (n--)
+		h = (h ^ *b++) * 0x100000001b3ull;
+	return h;
+}

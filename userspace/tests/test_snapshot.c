@@ -481,11 +481,20 @@ static bool uffd_wp_works(void)
 	return s;
 }
 
+/* Published FNV-1a 64-bit test vectors. */
+static void test_fnv1a(void)
+{
+	CHECK(nk_snap_fnv1a("", 0) == 0xcbf29ce484222325ull);
+	CHECK(nk_snap_fnv1a("a", 1) == 0xaf63dc4c8601ec8cull);
+	CHECK(nk_snap_fnv1a("foobar", 6) == 0x85944171f73967e8ull);
+}
+
 int main(void)
 {
 	struct sigaction sa = { .sa_sigaction = on_segv, .sa_flags = SA_SIGINFO };
 
 	sigaction(SIGSEGV, &sa, NULL);
+	test_fnv1a();
 	test_bad_input();
 	test_readonly_image();
 	test_no_background();

@@ -165,6 +165,9 @@ static void l1_guest_code(void *nested)
 
 /* VMM side */
 
+/* --hash: print each run's image and reference hashes (make demo). */
+static bool print_hashes;
+
 struct totals {
 	unsigned int runs_ok;
 	unsigned long bad_pages;
@@ -340,6 +343,13 @@ static int one_snapshot(struct vm_ctx *c, enum nk_snap_backend backend,
 	}
 	for (size_t p = 0; p < c->size / PAGE_SIZE; p++)
 		t->bad_pages += !!memcmp(img + p * PAGE_SIZE, ref + p * PAGE_SIZE, PAGE_SIZE);
+	if (print_hashes) {
+		uint64_t hi = nk_snap_fnv1a(img, c->size), hr = nk_snap_fnv1a(ref, c->size);
+
+		printf("# snapshot_nested %s run %u: image FNV-1a %016llx, memory at the start %016llx: %s\n",
+		       backend == NK_SNAP_MPROTECT ? "mprotect" : "uffd", t->runs_ok,
+		       (unsigned long long)hi, (unsigned long long)hr, hi == hr ? "equal" : "DIFFERENT");
+	}
 	t->pv_changed += !!memcmp(c->mem + pv_off, ref + pv_off, 2 * PAGE_SIZE);
 	t->st.fault_copies += st.fault_copies;
 	t->st.background_copies += st.background_copies;
@@ -424,10 +434,11 @@ static int test_backend(enum nk_snap_backend backend, unsigned int runs,
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: %s [--backend mprotect|uffd|both] [--runs N] [--pages N] [--pause US] [--allow-unavailable]\n"
+	fprintf(stderr, "usage: %s [--backend mprotect|uffd|both] [--runs N] [--pages N] [--pause US] [--allow-unavailable] [--hash]\n"
 		"  lazy snapshots of an L1+L2 guest that write random pages (kvmclock and\n"
 		"  steal time on); each image must equal memory at the start instant.\n"
-		"  --allow-unavailable: a backend this kernel lacks is reported, not a failure\n",
+		"  --allow-unavailable: a backend this kernel lacks is reported, not a failure\n"
+		"  --hash: print each run's image and start-instant hashes (FNV-1a)\n",
 		PROG);
 	exit(2);
 }
@@ -456,6 +467,8 @@ int main(int argc, char *argv[])
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--allow-unavailable"))
 			allow_unavailable = true;
+		else if (!strcmp(argv[i], "--hash"))
+			print_hashes = true;
 		else if (!strcmp(argv[i], "--runs") && i + 1 < argc)
 			runs = parse_uint(argv[++i], 1, 100000);
 		else if (!strcmp(argv[i], "--pages") && i + 1 < argc)

@@ -114,6 +114,9 @@ int nk_snap_wait(struct nk_snap *s, struct nk_snap_stats *stats,
 
 void nk_snap_destroy(struct nk_snap *s);
 
+/* 64-bit FNV-1a of @n bytes: how demos compare an image with memory. */
+uint64_t nk_snap_fnv1a(const void *p, size_t n);
+
 /* Bookkeeping, exposed for tests: image offset of gpa, or -1. */
 int64_t nk_snap_image_offset(const struct nk_snap *s, uint64_t gpa);
 
