@@ -33,7 +33,7 @@ key=$( {
 	[ -z "$extra" ] || cat "$extra"
 	series_patches | head -n "${npatches:-100000}" | xargs -r cat
 	echo "${tests[@]}"
-	cat "$NESTKIT_ROOT"/userspace/demo/nested/*.c "$NESTKIT_ROOT"/userspace/lib/*.c \
+	cat "$NESTKIT_ROOT"/userspace/demo/nested/*.[ch] "$NESTKIT_ROOT"/userspace/lib/*.c \
 	    "$NESTKIT_ROOT"/userspace/include/nestkit/*.h
 } | sha256sum | cut -c1-16)
 out=$ARTIFACTS/$key

@@ -53,32 +53,30 @@ for v in svm vmx; do
 	grep -q '^# snapshot_nested mprotect: unavailable' "$out/before/$v/console.log" ||
 		{ warn "$v/before: the nested mprotect snapshot was not reported unavailable"; ok=0; }
 done
-# F1: vmbus of a nested Hyper-V root partition (the patched build's
-# demo VMM on both kernels; without the capability it cannot connect).
-for v in svm vmx; do
-	a=$out/after/$v/console.log bf=$out/before/$v/console.log
-	grep -q '^nestkit-vmbus-relay-demo: .*RELAY: enabled' "$a" &&
-		[ "$(grep -c '^nestkit-vmbus-relay-demo: vmbus connected' "$a")" = 1 ] &&
-		[ "$(grep -c '^nestkit-vmbus-relay-demo: vmbus not connected' "$a")" = 1 ] &&
-		[ "$(grep -c '^nestkit-vmbus-relay-demo: exit status 0' "$a")" = 2 ] ||
-		{ warn "$v/after: vmbus did not connect with the relay, or did without it (log: $a)"; ok=0; }
-	grep -q '^nestkit-vmbus-relay-demo: .*RELAY: not supported by this kernel' "$bf" &&
-		! grep -q '^nestkit-vmbus-relay-demo: vmbus connected' "$bf" &&
-		[ "$(grep -c '^nestkit-vmbus-relay-demo: vmbus not connected' "$bf")" = 2 ] ||
-		{ warn "$v/before: expected vmbus not to connect on the pristine kernel (log: $bf)"; ok=0; }
-done
+# A nested demo VMM run twice on the patched kernel (feature on, then off)
+# and twice on the pristine one (no capability): on must give one $yes line,
+# off and pristine the $no line, and every run the outcome it expects.
+check_on_off() {
+	local demo=$1 enabled=$2 yes=$3 no=$4 v a bf
+	for v in svm vmx; do
+		a=$out/after/$v/console.log bf=$out/before/$v/console.log
+		grep -q "^$demo: .*$enabled" "$a" &&
+			[ "$(grep -c "^$demo: $yes" "$a")" = 1 ] &&
+			[ "$(grep -c "^$demo: $no" "$a")" = 1 ] &&
+			[ "$(grep -c "^$demo: exit status 0" "$a")" = 2 ] ||
+			{ warn "$v/after: $demo did not behave as configured (log: $a)"; ok=0; }
+		grep -q "^$demo: .*not supported by this kernel" "$bf" &&
+			! grep -q "^$demo: $yes" "$bf" &&
+			[ "$(grep -c "^$demo: $no" "$bf")" = 2 ] ||
+			{ warn "$v/before: expected $demo to fail on the pristine kernel (log: $bf)"; ok=0; }
+	done
+}
+# F1: vmbus of a nested Hyper-V root partition (the patched build's demo VMM
+# on both kernels; without the capability it cannot connect).
+check_on_off nestkit-vmbus-relay-demo 'RELAY: enabled' \
+	'vmbus connected' 'vmbus not connected'
 # F2: VMware Tools at CPL3 in L2 under an L1 that intercepts #GP.
-for v in svm vmx; do
-	a=$out/after/$v/console.log bf=$out/before/$v/console.log
-	grep -q '^nestkit-vmware-tools-demo: .*KVM_CAP_X86_VMWARE: BACKDOOR | NESTED_BACKDOOR' "$a" &&
-		[ "$(grep -c '^nestkit-vmware-tools-demo: VMware Tools talks to the VMM' "$a")" = 1 ] &&
-		[ "$(grep -c '^nestkit-vmware-tools-demo: VMware Tools cannot reach the VMM' "$a")" = 1 ] &&
-		[ "$(grep -c '^nestkit-vmware-tools-demo: exit status 0' "$a")" = 2 ] ||
-		{ warn "$v/after: the nested backdoor did not behave as configured (log: $a)"; ok=0; }
-	grep -q '^nestkit-vmware-tools-demo: .*KVM_CAP_X86_VMWARE: not supported by this kernel' "$bf" &&
-		! grep -q '^nestkit-vmware-tools-demo: VMware Tools talks to the VMM' "$bf" &&
-		[ "$(grep -c '^nestkit-vmware-tools-demo: VMware Tools cannot reach the VMM' "$bf")" = 2 ] ||
-		{ warn "$v/before: expected VMware Tools not to reach the VMM on the pristine kernel (log: $bf)"; ok=0; }
-done
+check_on_off nestkit-vmware-tools-demo 'KVM_CAP_X86_VMWARE: BACKDOOR | NESTED_BACKDOOR' \
+	'VMware Tools talks to the VMM' 'VMware Tools cannot reach the VMM'
 [ "$ok" = 1 ] || die "demo failed"
 step "demo done (logs in out/demo/)"

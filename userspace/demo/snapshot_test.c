@@ -125,6 +125,27 @@ static int step(struct nk_vcpu *vcpu, struct nk_snap *snap, uint32_t *data_seed,
 	return -1;
 }
 
+/*
+ * Pages of the snapshot @image that differ from @ref, or -1 if the image
+ * cannot be read back; the image's FNV-1a in *@hash if @hash.
+ */
+static long compare_image(FILE *image, const uint8_t *ref, size_t size, uint64_t *hash)
+{
+	uint8_t *img = malloc(size);
+	long bad = 0;
+
+	if (!img || pread(fileno(image), img, size, 0) != (ssize_t)size) {
+		free(img);
+		return -1;
+	}
+	for (size_t p = 0; p < size / PAGE; p++)
+		bad += !!memcmp(img + p * PAGE, ref + p * PAGE, PAGE);
+	if (hash)
+		*hash = nk_snap_fnv1a(img, size);
+	free(img);
+	return bad;
+}
+
 static int one_run(enum nk_snap_backend backend, unsigned int pages,
 		   uint32_t seed, struct run_result *res, char *err, size_t errlen)
 {
@@ -134,9 +155,10 @@ static int one_run(enum nk_snap_backend backend, unsigned int pages,
 	struct nk_snap *snap = NULL;
 	struct nk_kvm kvm;
 	uint32_t data_seed = seed;
-	uint8_t *mem, *ref = NULL, *img = NULL;
+	uint8_t *mem, *ref = NULL;
 	FILE *image = NULL;
 	int ret = -1, r;
+	long bad;
 
 	memset(res, 0, sizeof(*res));
 	if (nk_kvm_open(&kvm, "/dev/kvm", err, errlen))
@@ -164,9 +186,8 @@ static int one_run(enum nk_snap_backend backend, unsigned int pages,
 
 	/* The start instant: the vCPU is stopped in userspace. */
 	ref = malloc(size);
-	img = malloc(size);
 	image = tmpfile();
-	if (!ref || !img || !image) {
+	if (!ref || !image) {
 		snprintf(err, errlen, "out of memory or no tmpfile");
 		goto out;
 	}
@@ -194,14 +215,12 @@ static int one_run(enum nk_snap_backend backend, unsigned int pages,
 	}
 	if (nk_snap_wait(snap, &res->st, err, errlen))
 		goto out;
-	if (pread(fileno(image), img, size, 0) != (ssize_t)size) {
+	bad = compare_image(image, ref, size, &res->image_hash);
+	if (bad < 0) {
 		snprintf(err, errlen, "reading the image back failed");
 		goto out;
 	}
-	for (size_t p = 0; p < size / PAGE; p++)
-		if (memcmp(img + p * PAGE, ref + p * PAGE, PAGE))
-			res->bad_pages++;
-	res->image_hash = nk_snap_fnv1a(img, size);
+	res->bad_pages = bad;
 	res->start_hash = nk_snap_fnv1a(ref, size);
 	ret = 0;
 out:
@@ -209,7 +228,6 @@ out:
 	if (image)
 		fclose(image);
 	free(ref);
-	free(img);
 	if (vcpu.fd >= 0)
 		nk_vcpu_destroy(&vcpu);
 	nk_kvm_close(&kvm);
@@ -372,21 +390,6 @@ fail:
 	return -1;
 }
 
-static unsigned long count_bad(FILE *image, const uint8_t *ref, size_t size)
-{
-	uint8_t *img = malloc(size);
-	unsigned long bad = 0;
-
-	if (!img || pread(fileno(image), img, size, 0) != (ssize_t)size) {
-		free(img);
-		return size / PAGE;
-	}
-	for (size_t p = 0; p < size / PAGE; p++)
-		bad += !!memcmp(img + p * PAGE, ref + p * PAGE, PAGE);
-	free(img);
-	return bad;
-}
-
 /*
  * One snapshot of the bench VM.  @background 0: the guest's pass over
  * every page takes one fault per page; 1: the copier runs, and the guest
@@ -403,6 +406,7 @@ static int bench_snapshot(struct bench_vm *b, enum nk_snap_backend backend,
 	struct nk_snap *snap = NULL;
 	int ret = -1;
 	uint64_t t;
+	long n;
 
 	if (!ref || !image) {
 		snprintf(err, errlen, "out of memory or no tmpfile");
@@ -421,7 +425,9 @@ static int bench_snapshot(struct bench_vm *b, enum nk_snap_backend backend,
 	*pass_ns = mono_ns() - t;
 	if (nk_snap_wait(snap, st, err, errlen))
 		goto out;
-	*bad = count_bad(image, ref, b->size);
+	/* An image that cannot be read back counts as all pages lost. */
+	n = compare_image(image, ref, b->size, NULL);
+	*bad = n < 0 ? b->size / PAGE : (unsigned long)n;
 	ret = 0;
 out:
 	nk_snap_destroy(snap);

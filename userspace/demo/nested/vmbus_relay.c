@@ -35,6 +35,7 @@
 #include "evmcs.h"
 #include "svm_util.h"
 
+#include "nested_demo.h"
 #include "nestkit/vmbus.h"
 
 #define PROG			"nestkit-vmbus-relay-demo"
@@ -264,7 +265,6 @@ int main(int argc, char *argv[])
 	bool relay = true, connected;
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
-	struct ucall uc;
 	int supported;
 
 	if (argc > 2 || (argc == 2 && strcmp(argv[1], "--no-relay")))
@@ -324,15 +324,7 @@ int main(int argc, char *argv[])
 			handle_hcall(vm, vcpu);
 			continue;
 		}
-		TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
-		switch (get_ucall(vcpu, &uc)) {
-		case UCALL_ABORT:
-			REPORT_GUEST_ASSERT(uc);
-		case UCALL_DONE:
-			break;
-		default:
-			TEST_FAIL("unexpected ucall %lu", uc.cmd);
-		}
+		nested_demo_expect_done(vcpu);
 		break;
 	}
 

@@ -29,6 +29,7 @@
 #include "vmx.h"
 #include "svm_util.h"
 
+#include "nested_demo.h"
 #include "nestkit/vm.h"
 #include "nestkit/vmware.h"
 
@@ -155,7 +156,6 @@ int main(int argc, char *argv[])
 	struct nk_vcpu nkvcpu;
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
-	struct ucall uc;
 	int supported, kvm_fd;
 	char err[128];
 
@@ -212,14 +212,7 @@ int main(int argc, char *argv[])
 			answered_in_l0 = true;
 			continue;
 		}
-		switch (get_ucall(vcpu, &uc)) {
-		case UCALL_ABORT:
-			REPORT_GUEST_ASSERT(uc);
-		case UCALL_DONE:
-			break;
-		default:
-			TEST_FAIL("unexpected ucall %lu", uc.cmd);
-		}
+		nested_demo_expect_done(vcpu);
 		break;
 	}
 
