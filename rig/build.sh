@@ -4,10 +4,11 @@
 # demo VMMs that run nested guests (userspace/demo/nested/: built on the
 # selftest library of the same tree, which has the VMX/SVM setup an L1 needs).
 # Output: $ARTIFACTS/<key>/{bzImage,config,include/,selftests/,demo/}; the directory
-# is printed last on stdout. The key covers base version, series, patches,
-# config and test list, so unchanged inputs are never rebuilt; changed ones
+# is printed last on stdout. The key covers base version, the patches (names
+# and contents, in order), config and test list, so unchanged inputs are never rebuilt; changed ones
 # rebuild incrementally in the shared O= directory, with ccache underneath.
-# Usage: build.sh [-n N] [-c extra.config] [-k]
+# Usage: build.sh [-t "TOPIC..."] [-n N] [-c extra.config] [-k]
+#   -t T  only these topics of kernel/series (a topic and what it depends on)
 #   -n N  only the first N patches (bisectability check)
 #   -k    kernel only (no headers, no selftests)
 . "$(dirname "$0")/common.sh"
@@ -15,12 +16,13 @@
 npatches=
 extra=
 kernel_only=0
-while getopts n:c:k o; do
+while getopts t:n:c:k o; do
 	case $o in
+	t) export NESTKIT_TOPICS=$OPTARG ;;
 	n) npatches=$OPTARG ;;
 	c) extra=$(realpath "$OPTARG") ;;
 	k) kernel_only=1 ;;
-	*) die "usage: build.sh [-n N] [-c extra.config] [-k]" ;;
+	*) die "usage: build.sh [-t TOPICS] [-n N] [-c extra.config] [-k]" ;;
 	esac
 done
 
@@ -29,7 +31,8 @@ installed=$(dpkg-query -W -f='${Version}' "$BASE_PACKAGE" 2>/dev/null) ||
 mapfile -t tests < <("$NESTKIT_ROOT/rig/plan.sh" --all-binaries)
 key=$( {
 	echo "$installed ${npatches:-all} $kernel_only $(gcc -dumpfullversion)"
-	cat "$KERNEL_DIR/series" "$KERNEL_DIR/config/nestkit.config"
+	series_patches | head -n "${npatches:-100000}" | while read -r p; do patch_name "$p"; done
+	cat "$KERNEL_DIR/config/nestkit.config"
 	[ -z "$extra" ] || cat "$extra"
 	series_patches | head -n "${npatches:-100000}" | xargs -r cat
 	echo "${tests[@]}"
@@ -38,7 +41,7 @@ key=$( {
 } | sha256sum | cut -c1-16)
 out=$ARTIFACTS/$key
 if [ -f "$out/done" ]; then
-	info "reusing build $key (base + series + config + tests unchanged)" >&2
+	info "reusing build $key (base + patches + config + tests unchanged)" >&2
 	echo "$out"
 	exit 0
 fi

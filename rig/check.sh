@@ -19,6 +19,13 @@ else
 	record host unit-tests FAIL "see out/check/unit.log"
 fi
 
+step "host: series layout (topics, cover letters, numbering)"
+if logged "$out/layout.log" "$NESTKIT_ROOT/rig/check-layout.sh"; then
+	record host series-layout PASS "$(tail -n 1 "$out/layout.log")"
+else
+	record host series-layout FAIL "$(grep -m1 'ERROR' "$out/layout.log")"
+fi
+
 "$NESTKIT_ROOT/rig/base.sh"
 step "host: series applies to the pristine base with no fuzz"
 mapfile -t patches < <(series_patches)
@@ -32,11 +39,12 @@ fi
 step "host: checkpatch.pl --strict on ${#patches[@]} patches"
 for p in "${patches[@]}"; do
 	[ -f "$p" ] || continue
-	name=$(basename "$p")
-	if "$NESTKIT_ROOT/rig/checkpatch.sh" "$p" >"$out/checkpatch-$name.log" 2>&1; then
+	name=$(patch_name "$p")
+	log=$out/checkpatch-${name//\//_}.log
+	if "$NESTKIT_ROOT/rig/checkpatch.sh" "$p" >"$log" 2>&1; then
 		record host "checkpatch $name" PASS
 	else
-		record host "checkpatch $name" FAIL "$(grep -m1 -E '^(ERROR|WARNING|CHECK)' "$out/checkpatch-$name.log")"
+		record host "checkpatch $name" FAIL "$(grep -m1 -E '^(ERROR|WARNING|CHECK)' "$log")"
 	fi
 done
 release_lock

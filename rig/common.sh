@@ -64,13 +64,48 @@ release_lock() {
 	unset NESTKIT_LOCKED
 }
 
-# The series as a list of patch paths, in order (comments and blanks skipped).
-series_patches() {
-	local p
-	while read -r p; do
-		case "$p" in ''|'#'*) continue ;; esac
-		echo "$KERNEL_DIR/patches/$p"
+# The series is a list of topics (kernel/series: "TOPIC  # comment" lines),
+# each a folder kernel/patches/TOPIC/ holding 0000-cover-letter.patch and
+# its patches, numbered in order from 0001. NESTKIT_TOPICS="a b" restricts
+# every consumer to those topics (still in series order): check-series uses
+# it to apply a topic on the pristine base with only what it depends on.
+COVER_LETTER=0000-cover-letter.patch
+series_topics() {
+	local t _
+	while read -r t _; do
+		case "$t" in ''|'#'*) continue ;; esac
+		if [ -n "${NESTKIT_TOPICS:-}" ]; then
+			case " $NESTKIT_TOPICS " in *" $t "*) ;; *) continue ;; esac
+		fi
+		echo "$t"
 	done <"$KERNEL_DIR/series"
+}
+
+# One topic's patches, in order; the cover letter is not a patch.
+topic_patches() {
+	local p
+	for p in "$KERNEL_DIR/patches/$1"/[0-9][0-9][0-9][0-9]-*.patch; do
+		[ -e "$p" ] || continue
+		[ "$(basename "$p")" = "$COVER_LETTER" ] && continue
+		echo "$p"
+	done
+}
+
+# The whole series as a list of patch paths, in order.
+series_patches() {
+	local t
+	for t in $(series_topics); do topic_patches "$t"; done
+}
+
+# A patch's name as the rig prints it: TOPIC/NNNN-subject.patch.
+patch_name() { echo "$(basename "$(dirname "$1")")/$(basename "$1")"; }
+
+# The topics a topic's cover letter says it applies on top of: its
+# "Depends-on:" line, "none" for the pristine base alone.
+topic_depends() {
+	local d
+	d=$(sed -n 's/^Depends-on: *//p' "$KERNEL_DIR/patches/$1/$COVER_LETTER" | head -n 1)
+	[ "$d" = none ] || echo "$d" | tr ', ' '\n\n' | grep -v '^$' || true
 }
 
 # Print a results.tsv (target, test, status, detail) as an aligned table.
