@@ -11,8 +11,12 @@ patch=$(realpath "$1")
 with_lock
 cd "$SRC_TREE"
 # Debian's python3 (with python3-ply, python3-git) runs spdxcheck.py.
+# The base tree is Debian's source tarball, without upstream history, so
+# checkpatch cannot look up the commit of a "Fixes:" tag (UNKNOWN_COMMIT_ID);
+# it still checks the tag's form (GIT_COMMIT_ID).
 rc=0
-PATH=/usr/bin:/bin ./scripts/checkpatch.pl --strict -q --ignore FILE_PATH_CHANGES "$patch" || rc=1
+PATH=/usr/bin:/bin ./scripts/checkpatch.pl --strict -q --ignore FILE_PATH_CHANGES,UNKNOWN_COMMIT_ID \
+	"$patch" || rc=1
 for f in $(awk '/^diff --git/ { file = substr($4, 3) } /^new file mode/ { print file }' "$patch"); do
 	if ! PATH=/usr/bin:/bin ./scripts/get_maintainer.pl --no-git --no-git-fallback \
 		--no-rolestats -f "$f" 2>/dev/null | grep -q .; then
