@@ -23,7 +23,7 @@ DEMO_TESTS="snapshot_test"
 # Plan entries that a nested demo VMM provides: NAME runs
 # userspace/demo/nested/NAME.c, built as nestkit-NAME-demo (_ as -), through
 # a link /tests/NAME. Not KVM selftests either.
-NESTED_TESTS="snapshot_nested"
+NESTED_TESTS="snapshot_nested vmbus_relay"
 mkdir -p "$NESTKIT_CACHE"
 
 _elapsed() {

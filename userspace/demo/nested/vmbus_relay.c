@@ -262,6 +262,8 @@ static void usage(void)
 int main(int argc, char *argv[])
 {
 	vm_vaddr_t nested_gva = 0, hv_gva = 0, hcall_gva, post_gva, simp_gva;
+	struct svm_test_data *svm = NULL;
+	struct vmx_pages *vmx = NULL;
 	bool relay = true, connected;
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
@@ -298,9 +300,9 @@ int main(int argc, char *argv[])
 	vcpu_set_hv_cpuid(vcpu);
 	vcpu_enable_cap(vcpu, KVM_CAP_HYPERV_SYNIC2, 0);
 	if (g.is_amd) {
-		vcpu_alloc_svm(vm, &nested_gva);
+		svm = vcpu_alloc_svm(vm, &nested_gva);
 	} else {
-		vcpu_alloc_vmx(vm, &nested_gva);
+		vmx = vcpu_alloc_vmx(vm, &nested_gva);
 		vcpu_enable_evmcs(vcpu);
 	}
 	vcpu_alloc_hyperv_test_pages(vm, &hv_gva);
@@ -312,6 +314,18 @@ int main(int argc, char *argv[])
 	g.post_gpa = addr_gva2gpa(vm, post_gva);
 	g.simp_gva = simp_gva;
 	g.simp_gpa = addr_gva2gpa(vm, simp_gva);
+	/*
+	 * Hyper-V runs its root partition with SLAT, and KVM relays only the
+	 * calls of an L2 that runs on nested paging (EPT/NPT): the root
+	 * partition's memory, identity-mapped, after everything is allocated.
+	 */
+	if (g.is_amd) {
+		prepare_npt(svm, vm);
+		nested_npt_map_memslot(svm, vm, 0);
+	} else {
+		prepare_eptp(vmx, vm, 0);
+		nested_map_memslot(vmx, vm, 0);
+	}
 	sync_global_to_guest(vm, g);
 	vcpu_args_set(vcpu, 3, nested_gva, hv_gva, addr_gva2gpa(vm, hcall_gva));
 	vcpu_set_msr(vcpu, HV_X64_MSR_VP_INDEX, vcpu->id);
