@@ -31,8 +31,9 @@ for i in $(seq 1 ${#patches[@]}); do
 	try "prefix $i/${#patches[@]} ($(patch_name "${patches[$((i - 1))]}"))" -n "$i"
 done
 for t in $(series_topics); do
-	deps=$(closure "$t" | sort -u | grep -vx "$t" | tr '\n' ' ')
-	try "topic $t on the pristine base${deps:+ + ${deps% }}${deps:- alone}" -t "$deps$t"
+	deps=$(closure "$t" | sort -u | { grep -vx "$t" || true; } | tr '\n' ' ')
+	if [ -n "$deps" ]; then on="the pristine base + ${deps% }"; else on="the pristine base alone"; fi
+	try "topic $t on $on" -t "$deps$t"
 done
 try "whole series, CONFIG_KVM_HYPERV=n" -c "$KERNEL_DIR/config/no-hyperv.config"
 try "whole series, CONFIG_KVM_VMWARE=n" -c "$KERNEL_DIR/config/no-vmware.config"
