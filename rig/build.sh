@@ -29,12 +29,13 @@ done
 installed=$(dpkg-query -W -f='${Version}' "$BASE_PACKAGE" 2>/dev/null) ||
 	die "$BASE_PACKAGE is not installed: run 'make deps'"
 mapfile -t tests < <("$NESTKIT_ROOT/rig/plan.sh" --all-binaries)
+mapfile -t patches < <(series_patches | head -n "${npatches:-100000}")
 key=$( {
 	echo "$installed ${npatches:-all} $kernel_only $(gcc -dumpfullversion)"
-	series_patches | head -n "${npatches:-100000}" | while read -r p; do patch_name "$p"; done
+	for p in "${patches[@]}"; do patch_name "$p"; done
 	cat "$KERNEL_DIR/config/nestkit.config"
 	[ -z "$extra" ] || cat "$extra"
-	series_patches | head -n "${npatches:-100000}" | xargs -r cat
+	[ ${#patches[@]} = 0 ] || cat "${patches[@]}"
 	echo "${tests[@]}"
 	cat "$NESTKIT_ROOT"/userspace/demo/nested/*.[ch] "$NESTKIT_ROOT"/userspace/lib/*.c \
 	    "$NESTKIT_ROOT"/userspace/include/nestkit/*.h

@@ -15,7 +15,6 @@ declare -A seen=()
 earlier=()
 total=0
 while read -r topic rest; do
-	case "$topic" in ''|'#'*) continue ;; esac
 	[ -z "${seen[$topic]:-}" ] || err "kernel/series lists $topic twice"
 	seen[$topic]=1
 	case "$rest" in '#'?*) ;; *) err "kernel/series: $topic has no '# comment' saying what it is" ;; esac
@@ -54,7 +53,7 @@ while read -r topic rest; do
 			err "$topic/$COVER_LETTER: no 'Changes since v<N>' section"
 	fi
 	earlier+=("$topic")
-done <"$KERNEL_DIR/series"
+done < <(series_entries)
 
 for f in "$KERNEL_DIR"/patches/*; do
 	[ -e "$f" ] || continue

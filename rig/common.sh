@@ -70,15 +70,24 @@ release_lock() {
 # every consumer to those topics (still in series order): check-series uses
 # it to apply a topic on the pristine base with only what it depends on.
 COVER_LETTER=0000-cover-letter.patch
+
+# kernel/series as "TOPIC REST" lines, REST being the topic's comment.
+series_entries() {
+	local t rest
+	while read -r t rest; do
+		case "$t" in ''|'#'*) continue ;; esac
+		echo "$t $rest"
+	done <"$KERNEL_DIR/series"
+}
+
 series_topics() {
 	local t _
-	while read -r t _; do
-		case "$t" in ''|'#'*) continue ;; esac
+	series_entries | while read -r t _; do
 		if [ -n "${NESTKIT_TOPICS:-}" ]; then
 			case " $NESTKIT_TOPICS " in *" $t "*) ;; *) continue ;; esac
 		fi
 		echo "$t"
-	done <"$KERNEL_DIR/series"
+	done
 }
 
 # One topic's patches, in order; the cover letter is not a patch.

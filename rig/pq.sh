@@ -19,23 +19,22 @@ cmd=${1:-}
 dir=$(realpath -m "${2:-$NESTKIT_ROOT/work/linux}")
 marker="nestkit-topic:"
 
-# export_cover TOPIC FIRST LAST: (re)write TOPIC's cover letter for the
+# export_cover TOPIC FIRST LAST N: (re)write TOPIC's cover letter for its N
 # commits FIRST..LAST (FIRST is the topic's marker commit).
 export_cover() {
-	local topic=$1 first=$2 last=$3 n cover gen keep
+	local topic=$1 first=$2 last=$3 n=$4 cover full gen keep
 	cover=$KERNEL_DIR/patches/$topic/$COVER_LETTER
-	n=$(git -C "$dir" rev-list --count "$first..$last")
-	gen=$(git -C "$dir" format-patch -N --no-signature --cover-letter --stdout "$first..$last" |
-		awk '/^\*\*\* BLURB HERE \*\*\*$/ { on = 1; getline; next }
-		     on && /^From [0-9a-f]+ Mon Sep 17 00:00:00 2001$/ { on = 0 } on')
+	full=$(git -C "$dir" format-patch -N --no-signature --cover-letter --stdout "$first..$last")
+	# The generated part: shortlog and diffstat, after git's blurb placeholder.
+	gen=$(awk '/^\*\*\* BLURB HERE \*\*\*$/ { on = 1; getline; next }
+		   on && /^From [0-9a-f]+ Mon Sep 17 00:00:00 2001$/ { on = 0 } on' <<<"$full")
 	if [ -f "$cover" ]; then
 		# Header and text up to the generated part, which starts at the
 		# shortlog's "Author Name (N):" line.
 		keep=$(awk '/^[^ ].* \([0-9]+\):$/ { exit } { print }' "$cover" |
 			sed -E "s|^(Subject: \[PATCH( v[0-9]+)?) [0-9]+/[0-9]+\]|\1 0/$n]|")
 	else
-		keep=$(git -C "$dir" format-patch -N --no-signature --cover-letter --stdout "$first..$last" |
-			awk '/^\*\*\* BLURB HERE \*\*\*$/ { done = 1 } !done' |
+		keep=$(awk '/^\*\*\* BLURB HERE \*\*\*$/ { done = 1 } !done' <<<"$full" |
 			sed "s|^Subject: \[PATCH\] \*\*\* SUBJECT HERE \*\*\*|Subject: [PATCH 0/$n] *** SUBJECT HERE ***|")
 		keep+=$'\n'"*** What this series solves and for whom, the uAPI it adds, how it was tested,"
 		keep+=$'\n'"what it does not cover. ***"$'\n\n'"Dependencies"$'\n'"------------"$'\n'
@@ -96,10 +95,7 @@ export)
 	trap 'rm -rf "$tmp"' EXIT
 	# Keep each topic's comment line from the old series.
 	declare -A comment=()
-	while read -r t rest; do
-		case "$t" in ''|'#'*) continue ;; esac
-		comment[$t]=$rest
-	done <"$KERNEL_DIR/series"
+	while read -r t rest; do comment[$t]=$rest; done < <(series_entries)
 	{
 		echo "# nestkit kernel series: topic series applied in this order onto $BASE_PACKAGE $BASE_VERSION."
 		echo "# Each topic is kernel/patches/<topic>/: $COVER_LETTER, then its patches from"
@@ -119,9 +115,10 @@ export)
 		# byte-identical when others are added or removed.
 		git -C "$dir" format-patch -q -N --zero-commit --no-signature --no-stat \
 			-o "$tdir" "$first..$last"
-		export_cover "$topic" "$first" "$last"
+		count=$(git -C "$dir" rev-list --count "$first..$last")
+		export_cover "$topic" "$first" "$last" "$count"
 		printf '%-14s %s\n' "$topic" "${comment[$topic]:-# TODO: one line on what this topic is}" >>"$tmp/series"
-		n=$((n + $(git -C "$dir" rev-list --count "$first..$last")))
+		n=$((n + count))
 	done
 	# Topics without a marker any more are gone.
 	for d in "$KERNEL_DIR"/patches/*/; do
