@@ -51,6 +51,9 @@ static uint16_t initiate_contact(struct nk_vmbus_host *host, uint32_t conn_id,
 			 v >> 16, v & 0xffff, conn_id);
 		return NK_HV_STATUS_INVALID_CONNECTION_ID;
 	}
+	/* L2 GPAs: see struct nk_vmbus_host. */
+	if (host->relayed_l2 && (ic.monitor_page1 || ic.monitor_page2))
+		host->monitor_pages_unused = 1;
 	if (version_supported(v)) {
 		host->version = v;
 		host->target_vcpu = ic.target_vcpu;
@@ -108,11 +111,58 @@ uint16_t nk_vmbus_post_message(struct nk_vmbus_host *host, const void *input, si
 	case NK_VMBUS_MSG_INITIATE_CONTACT:
 		return initiate_contact(host, in.connection_id, in.payload, in.payload_size,
 					reply, has_reply, err, errlen);
+	case NK_VMBUS_MSG_GPADL_HEADER:
+	case NK_VMBUS_MSG_GPADL_BODY:
+		if (host->relayed_l2) {
+			snprintf(err, errlen,
+				 "GPADL from a relayed L2 refused: its page numbers are L2 GPAs that cannot be checked");
+			return NK_HV_STATUS_ACCESS_DENIED;
+		}
+		snprintf(err, errlen, "vmbus message type %u not handled", hdr.msgtype);
+		return NK_HV_STATUS_SUCCESS;
 	default:
 		/* Delivered, but this endpoint has nothing to say to it. */
 		snprintf(err, errlen, "vmbus message type %u not handled", hdr.msgtype);
 		return NK_HV_STATUS_SUCCESS;
 	}
+}
+
+static int is_initiate_contact(const void *input, size_t len)
+{
+	struct nk_hv_post_message_input in;
+	struct nk_vmbus_msg_header hdr;
+
+	if (len < sizeof(in))
+		return 0;
+	memcpy(&in, input, sizeof(in));
+	if (in.payload_size < sizeof(hdr) || in.payload_size > NK_HV_MESSAGE_PAYLOAD_SIZE)
+		return 0;
+	memcpy(&hdr, in.payload, sizeof(hdr));
+	return hdr.msgtype == NK_VMBUS_MSG_INITIATE_CONTACT;
+}
+
+int nk_vmbus_relay_allowed(struct nk_vmbus_host *host, uint64_t l2_root, int direct_grant_only,
+			   const void *input, size_t len, char *err, size_t errlen)
+{
+	int contact = is_initiate_contact(input, len);
+
+	if (errlen)
+		err[0] = '\0';
+	/* The first relayed InitiateContact names the root partition. */
+	if (!host->root_known && contact) {
+		host->root_known = 1;
+		host->root = l2_root;
+		return 1;
+	}
+	if (!direct_grant_only)
+		return 1;
+	if (host->root_known && l2_root == host->root)
+		return 1;
+	snprintf(err, errlen, host->root_known ?
+		 "L2 with nested root 0x%llx is not the root partition (0x%llx): only L1's direct grant vouches for it" :
+		 "L2 with nested root 0x%llx: no root partition known yet (0x%llx), and only L1's direct grant vouches for it",
+		 (unsigned long long)l2_root, (unsigned long long)host->root);
+	return 0;
 }
 
 int nk_synic_deliver(void *simp, unsigned int sint, const struct nk_hv_message *msg)

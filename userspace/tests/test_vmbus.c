@@ -120,6 +120,69 @@ static void test_malformed(void)
 	CHECK(h.version == 0);
 }
 
+/* A relayed L2's messages: GPAs inside are L2 GPAs, never acted on. */
+static void test_relayed_gpas(void)
+{
+	struct nk_hv_post_message_input in;
+	struct nk_vmbus_initiate_contact ic;
+	struct nk_vmbus_host h = { 0 };
+	struct nk_hv_message reply;
+	int has_reply;
+	char err[128];
+
+	/* A GPADL from L1 itself: delivered, not handled. */
+	in = contact(NK_VMBUS_CONNECTION_ID_4, NK_VMBUS_VERSION(5, 0), 2);
+	in.payload[0] = NK_VMBUS_MSG_GPADL_HEADER;
+	CHECK(post(&h, &in, &reply, &has_reply, err) == NK_HV_STATUS_SUCCESS);
+	CHECK(strstr(err, "not handled") != NULL);
+
+	/* From a relayed L2: refused, header and body. */
+	h.relayed_l2 = 1;
+	CHECK(post(&h, &in, &reply, &has_reply, err) == NK_HV_STATUS_ACCESS_DENIED);
+	CHECK(!has_reply && strstr(err, "L2 GPAs") != NULL);
+	in.payload[0] = NK_VMBUS_MSG_GPADL_BODY;
+	CHECK(post(&h, &in, &reply, &has_reply, err) == NK_HV_STATUS_ACCESS_DENIED);
+
+	/* InitiateContact is answered; its monitor pages are left unused. */
+	in = contact(NK_VMBUS_CONNECTION_ID_4, NK_VMBUS_VERSION(5, 0), 2);
+	memcpy(&ic, in.payload, sizeof(ic));
+	ic.monitor_page1 = 0x1000;
+	memcpy(in.payload, &ic, sizeof(ic));
+	CHECK(post(&h, &in, &reply, &has_reply, err) == NK_HV_STATUS_SUCCESS);
+	CHECK(has_reply && h.version == NK_VMBUS_VERSION(5, 0) && h.monitor_pages_unused);
+}
+
+/* Trust on first use of the root partition's nested root (api.rst). */
+static void test_relay_allowed(void)
+{
+	struct nk_hv_post_message_input contact4 =
+		contact(NK_VMBUS_CONNECTION_ID_4, NK_VMBUS_VERSION(5, 0), 2);
+	struct nk_hv_post_message_input other = contact4;
+	struct nk_vmbus_host h = { 0 };
+	char err[256];
+
+	other.payload[0] = NK_VMBUS_MSG_GPADL_HEADER;
+	/* Before any InitiateContact, a direct-grant-only call is refused... */
+	CHECK(!nk_vmbus_relay_allowed(&h, 0x5000, 1, &other, sizeof(other), err, sizeof(err)));
+	CHECK(strstr(err, "no root partition known") != NULL && !h.root_known);
+	/* ...and one the TLFS grant vouches for is served. */
+	CHECK(nk_vmbus_relay_allowed(&h, 0x5000, 0, &other, sizeof(other), err, sizeof(err)));
+	CHECK(!h.root_known);
+	/* The first InitiateContact names the root partition. */
+	CHECK(nk_vmbus_relay_allowed(&h, 0x7000, 1, &contact4, sizeof(contact4), err,
+				     sizeof(err)));
+	CHECK(h.root_known && h.root == 0x7000);
+	CHECK(nk_vmbus_relay_allowed(&h, 0x7000, 1, &other, sizeof(other), err, sizeof(err)));
+	/* Another L2 on the direct grant alone: refused, even InitiateContact. */
+	CHECK(!nk_vmbus_relay_allowed(&h, 0x9000, 1, &contact4, sizeof(contact4), err,
+				      sizeof(err)));
+	CHECK(strstr(err, "0x9000 is not the root partition (0x7000)") != NULL);
+	CHECK(h.root == 0x7000);
+	/* A short input is no InitiateContact. */
+	h.root_known = 0;
+	CHECK(!nk_vmbus_relay_allowed(&h, 0x7000, 1, &contact4, 100, err, sizeof(err)));
+}
+
 static void test_synic_deliver(void)
 {
 	static struct nk_hv_message page[16];
@@ -140,6 +203,8 @@ int main(void)
 {
 	test_initiate_contact();
 	test_malformed();
+	test_relayed_gpas();
+	test_relay_allowed();
 	test_synic_deliver();
 	return unit_done("test_vmbus");
 }

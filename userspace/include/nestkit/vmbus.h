@@ -17,6 +17,7 @@
 /* TLFS hypercall status values a VMM returns for HvPostMessage. */
 #define NK_HV_STATUS_SUCCESS			0x0000
 #define NK_HV_STATUS_INVALID_PARAMETER		0x0005
+#define NK_HV_STATUS_ACCESS_DENIED		0x0006
 #define NK_HV_STATUS_INVALID_CONNECTION_ID	0x0012
 
 #define NK_HV_MESSAGE_PAYLOAD_SIZE	240
@@ -45,6 +46,8 @@ struct nk_hv_message {
 /* vmbus channel messages (Linux include/linux/hyperv.h). */
 #define NK_VMBUS_CONNECTION_ID		1	/* InitiateContact before 5.0 */
 #define NK_VMBUS_CONNECTION_ID_4	4	/* InitiateContact from 5.0 */
+#define NK_VMBUS_MSG_GPADL_HEADER	8
+#define NK_VMBUS_MSG_GPADL_BODY		9
 #define NK_VMBUS_MSG_INITIATE_CONTACT	14
 #define NK_VMBUS_MSG_VERSION_RESPONSE	15
 #define NK_VMBUS_VERSION(major, minor)	(((uint32_t)(major) << 16) | (minor))
@@ -78,6 +81,18 @@ struct nk_vmbus_host {
 	uint32_t version;	/* negotiated, 0 until InitiateContact succeeds */
 	uint8_t msg_sint;	/* where replies go */
 	uint32_t target_vcpu;
+	/*
+	 * Set by the VMM for a message that KVM relayed from an L2
+	 * (KVM_CAP_HYPERV_NESTED_RELAY): GPAs inside it are L2 GPAs that
+	 * neither KVM nor the VMM can check against L1's nested page tables
+	 * (api.rst), so the endpoint never acts on them.  It refuses GPADLs
+	 * and leaves InitiateContact's monitor pages unused.
+	 */
+	int relayed_l2;
+	int monitor_pages_unused;	/* a relayed InitiateContact named some */
+	/* The L2 taken for L1's root partition (nk_vmbus_relay_allowed()). */
+	int root_known;
+	uint64_t root;
 };
 
 /*
@@ -89,6 +104,21 @@ struct nk_vmbus_host {
 uint16_t nk_vmbus_post_message(struct nk_vmbus_host *host, const void *input, size_t len,
 			       struct nk_hv_message *reply, int *has_reply,
 			       char *err, size_t errlen);
+
+/*
+ * Should the VMM serve a relayed call of the L2 whose nested page table root
+ * is @l2_root (kvm_run's hyperv.u.hcall.nested_root)?  @direct_grant_only:
+ * KVM relayed it on L1's direct hypercall grant alone
+ * (KVM_HYPERV_HCALL_NESTED_DIRECT_GRANT), which L1 gives to any L2 it lets
+ * flush TLBs.  Trust on first use, as api.rst describes: the L2 of the first
+ * relayed InitiateContact (@input, @len: the message) is L1's root
+ * partition; a call on the direct grant alone is served only from that L2,
+ * or if it is that first InitiateContact.  A call that L1 authorized with
+ * the TLFS inter-partition grant is always served.  Returns 1 to serve, 0
+ * to refuse (with a reason in @err).
+ */
+int nk_vmbus_relay_allowed(struct nk_vmbus_host *host, uint64_t l2_root, int direct_grant_only,
+			   const void *input, size_t len, char *err, size_t errlen);
 
 /*
  * Put @msg into slot @sint of a SynIC message page (@simp, 4 KiB, the guest
