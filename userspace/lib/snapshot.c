@@ -687,3 +687,192 @@ uint64_t nk_snap_fnv1a(const void *p, size_t n)
 		h = (h ^ *b++) * 0x100000001b3ull;
 	return h;
 }
+
+/*
+ * Nested state pages.  Offsets into struct vmcs12 are KVM's ABI for
+ * KVM_{GET,SET}_NESTED_STATE (arch/x86/kvm/vmx/vmcs12.h, CHECK_OFFSET).
+ */
+#define VMCS12_VM_EXIT_MSR_STORE_ADDR	64
+#define VMCS12_VIRTUAL_APIC_PAGE_ADDR	96
+#define VMCS12_APIC_ACCESS_ADDR		104
+#define VMCS12_POSTED_INTR_DESC_ADDR	112
+#define VMCS12_VMCS_LINK_POINTER	176
+#define VMCS12_PML_ADDRESS		312
+#define VMCS12_PIN_BASED_CONTROLS	744
+#define VMCS12_CPU_BASED_CONTROLS	748
+#define VMCS12_VM_EXIT_MSR_STORE_COUNT	772
+#define VMCS12_SECONDARY_CONTROLS	804
+#define PIN_POSTED_INTR			(1u << 7)
+#define CPU_TPR_SHADOW			(1u << 21)
+#define CPU_SECONDARY_CONTROLS		(1u << 31)
+#define SEC_VIRTUALIZE_APIC_ACCESSES	(1u << 0)
+#define SEC_SHADOW_VMCS			(1u << 14)
+#define SEC_ENABLE_PML			(1u << 17)
+/* An MSR-store entry is 16 bytes; KVM accepts at most 8 pages of them. */
+#define MSR_STORE_MAX_PAGES		8
+
+struct page_list {
+	uint64_t *gpas;
+	unsigned int n, max;
+	int overflow;
+};
+
+static void add_page(struct page_list *l, uint64_t gpa)
+{
+	uint64_t page = gpa & ~(PAGE - 1);
+
+	if (gpa == ~0ull)	/* KVM's "no address" */
+		return;
+	for (unsigned int i = 0; i < l->n; i++)
+		if (l->gpas[i] == page)
+			return;
+	if (l->n == l->max) {
+		l->overflow = 1;
+		return;
+	}
+	l->gpas[l->n++] = page;
+}
+
+static uint64_t get64(const uint8_t *p, size_t off)
+{
+	uint64_t v;
+
+	memcpy(&v, p + off, sizeof(v));
+	return v;
+}
+
+static uint32_t get32(const uint8_t *p, size_t off)
+{
+	uint32_t v;
+
+	memcpy(&v, p + off, sizeof(v));
+	return v;
+}
+
+static void vmcs12_pages(struct page_list *l, const uint8_t *vmcs12)
+{
+	uint32_t pin = get32(vmcs12, VMCS12_PIN_BASED_CONTROLS);
+	uint32_t cpu = get32(vmcs12, VMCS12_CPU_BASED_CONTROLS);
+	uint32_t sec = cpu & CPU_SECONDARY_CONTROLS ?
+		       get32(vmcs12, VMCS12_SECONDARY_CONTROLS) : 0;
+	uint64_t store = get64(vmcs12, VMCS12_VM_EXIT_MSR_STORE_ADDR);
+	uint32_t count = get32(vmcs12, VMCS12_VM_EXIT_MSR_STORE_COUNT);
+
+	if (cpu & CPU_TPR_SHADOW)
+		add_page(l, get64(vmcs12, VMCS12_VIRTUAL_APIC_PAGE_ADDR));
+	if (sec & SEC_VIRTUALIZE_APIC_ACCESSES)
+		add_page(l, get64(vmcs12, VMCS12_APIC_ACCESS_ADDR));
+	if (pin & PIN_POSTED_INTR)
+		add_page(l, get64(vmcs12, VMCS12_POSTED_INTR_DESC_ADDR));
+	if (sec & SEC_SHADOW_VMCS)
+		add_page(l, get64(vmcs12, VMCS12_VMCS_LINK_POINTER));
+	if (sec & SEC_ENABLE_PML)
+		add_page(l, get64(vmcs12, VMCS12_PML_ADDRESS));
+	if (count) {
+		uint64_t end = store + (uint64_t)count * 16;
+
+		for (uint64_t p = store & ~(PAGE - 1), n = 0;
+		     p < end && n < MSR_STORE_MAX_PAGES; p += PAGE, n++)
+			add_page(l, p);
+	}
+}
+
+int nk_nested_state_pages(const struct kvm_nested_state *state, size_t size,
+			  uint64_t evmcs_gpa, uint64_t *gpas, unsigned int max,
+			  char *err, size_t errlen)
+{
+	const size_t hdr = offsetof(struct kvm_nested_state, data);
+	struct page_list l = { .gpas = gpas, .max = max };
+	const uint8_t *data = (const uint8_t *)state + hdr;
+
+	if (size < hdr || state->size > size || state->size < hdr) {
+		seterr(err, errlen, "nested state: %zu bytes, header says %u", size,
+		       size >= hdr ? state->size : 0);
+		return -1;
+	}
+	switch (state->format) {
+	case KVM_STATE_NESTED_FORMAT_VMX:
+		if (state->hdr.vmx.vmcs12_pa == ~0ull && !(state->flags & KVM_STATE_NESTED_EVMCS))
+			return 0;	/* no current VMCS */
+		add_page(&l, state->hdr.vmx.vmcs12_pa);
+		if (state->flags & KVM_STATE_NESTED_EVMCS) {
+			if (!evmcs_gpa) {
+				seterr(err, errlen, "nested state: enlightened VMCS in use, its address not given");
+				return -1;
+			}
+			add_page(&l, evmcs_gpa);
+		}
+		/* The VMCS12 contents follow the header when there is one. */
+		if (state->size >= hdr + KVM_STATE_NESTED_VMX_VMCS_SIZE)
+			vmcs12_pages(&l, data);
+		break;
+	case KVM_STATE_NESTED_FORMAT_SVM:
+		if (state->flags & KVM_STATE_NESTED_GUEST_MODE)
+			add_page(&l, state->hdr.svm.vmcb_pa);
+		break;
+	default:
+		seterr(err, errlen, "nested state: unknown format %u", state->format);
+		return -1;
+	}
+	if (l.overflow) {
+		seterr(err, errlen, "nested state: more than %u pages", max);
+		return -1;
+	}
+	return (int)l.n;
+}
+
+/* TLFS: the VP assist page MSR, and where it keeps the eVMCS address. */
+#define HV_X64_MSR_VP_ASSIST_PAGE		0x40000073
+#define VP_ASSIST_CURRENT_NESTED_VMCS		48
+
+/* The enlightened VMCS address from the VP assist page, 0 if unknown. */
+static uint64_t evmcs_address(struct nk_snap *s, int vcpu_fd)
+{
+	struct {
+		struct kvm_msrs hdr;
+		struct kvm_msr_entry entry;
+	} msr = { .hdr.nmsrs = 1, .entry.index = HV_X64_MSR_VP_ASSIST_PAGE };
+	const struct snap_region *r;
+	uint64_t page, evmcs;
+
+	if (ioctl(vcpu_fd, KVM_GET_MSRS, &msr) != 1 || !(msr.entry.data & 1))
+		return 0;
+	page = msr.entry.data & ~(PAGE - 1);
+	r = region_of_gpa(s, page);
+	if (!r)
+		return 0;
+	memcpy(&evmcs, r->hva + (page - r->gpa) + VP_ASSIST_CURRENT_NESTED_VMCS, sizeof(evmcs));
+	return evmcs;
+}
+
+int nk_snap_exclude_nested(struct nk_snap *s, int vcpu_fd, char *err, size_t errlen)
+{
+	/* Header, VMCS12 and shadow VMCS12: what KVM_CAP_NESTED_STATE allows. */
+	size_t size = offsetof(struct kvm_nested_state, data) + 2 * KVM_STATE_NESTED_VMX_VMCS_SIZE;
+	struct kvm_nested_state *state = calloc(1, size);
+	uint64_t gpas[32];
+	int n, excluded = 0;
+
+	if (!state) {
+		seterr(err, errlen, "nested state: out of memory");
+		return -1;
+	}
+	state->size = size;
+	if (ioctl(vcpu_fd, KVM_GET_NESTED_STATE, state)) {
+		seterr(err, errlen, "KVM_GET_NESTED_STATE: %s", strerror(errno));
+		free(state);
+		return -1;
+	}
+	n = nk_nested_state_pages(state, size, state->flags & KVM_STATE_NESTED_EVMCS ?
+				  evmcs_address(s, vcpu_fd) : 0,
+				  gpas, sizeof(gpas) / sizeof(gpas[0]), err, errlen);
+	free(state);
+	for (int i = 0; i < n; i++) {
+		if (!region_of_gpa(s, gpas[i]))
+			continue;
+		if (nk_snap_exclude(s, gpas[i], PAGE, err, errlen))
+			return -1;
+		excluded++;
+	}
+	return n < 0 ? -1 : excluded;
+}

@@ -489,12 +489,101 @@ static void test_fnv1a(void)
 	CHECK(nk_snap_fnv1a("foobar", 6) == 0x85944171f73967e8ull);
 }
 
+static void put64(uint8_t *p, size_t off, uint64_t v)
+{
+	memcpy(p + off, &v, sizeof(v));
+}
+
+static void put32(uint8_t *p, size_t off, uint32_t v)
+{
+	memcpy(p + off, &v, sizeof(v));
+}
+
+static int has(const uint64_t *gpas, int n, uint64_t gpa)
+{
+	for (int i = 0; i < n; i++)
+		if (gpas[i] == gpa)
+			return 1;
+	return 0;
+}
+
+/* The pages KVM holds for nested state, from synthetic KVM_GET_NESTED_STATE. */
+static void test_nested_state_pages(void)
+{
+	const size_t hdr = offsetof(struct kvm_nested_state, data);
+	size_t size = hdr + 2 * KVM_STATE_NESTED_VMX_VMCS_SIZE;
+	struct kvm_nested_state *st = calloc(1, size);
+	uint8_t *vmcs12 = (uint8_t *)st + hdr;
+	uint64_t gpas[16];
+	char err[128];
+	int n;
+
+	CHECK(st != NULL);
+	/* VMX without a current VMCS: nothing. */
+	st->format = KVM_STATE_NESTED_FORMAT_VMX;
+	st->size = hdr;
+	st->hdr.vmx.vmcs12_pa = ~0ull;
+	CHECK(nk_nested_state_pages(st, size, 0, gpas, 16, err, sizeof(err)) == 0);
+
+	/* VMCS12 with TPR shadow, APIC-access, posted interrupts, PML, MSR store. */
+	st->size = hdr + KVM_STATE_NESTED_VMX_VMCS_SIZE;
+	st->hdr.vmx.vmcs12_pa = 0x10000;
+	put32(vmcs12, 744, 1u << 7);				/* posted interrupts */
+	put32(vmcs12, 748, (1u << 21) | (1u << 31));		/* TPR shadow, secondary */
+	put32(vmcs12, 804, (1u << 0) | (1u << 17));		/* APIC accesses, PML */
+	put64(vmcs12, 96, 0x11000);
+	put64(vmcs12, 104, 0x12000);
+	put64(vmcs12, 112, 0x13040);				/* within a page */
+	put64(vmcs12, 312, 0x14000);
+	put64(vmcs12, 64, 0x15ff0);				/* 2 entries across 2 pages */
+	put32(vmcs12, 772, 2);
+	put64(vmcs12, 176, 0x17000);				/* link pointer, not enabled */
+	n = nk_nested_state_pages(st, size, 0, gpas, 16, err, sizeof(err));
+	CHECK(n == 7);
+	CHECK(has(gpas, n, 0x10000) && has(gpas, n, 0x11000) && has(gpas, n, 0x12000));
+	CHECK(has(gpas, n, 0x13000) && has(gpas, n, 0x14000));
+	CHECK(has(gpas, n, 0x15000) && has(gpas, n, 0x16000) && !has(gpas, n, 0x17000));
+	/* Shadow VMCS enabled: its link pointer too; duplicates once. */
+	put32(vmcs12, 804, (1u << 0) | (1u << 17) | (1u << 14));
+	put64(vmcs12, 96, 0x12000);
+	n = nk_nested_state_pages(st, size, 0, gpas, 16, err, sizeof(err));
+	CHECK(n == 7 && has(gpas, n, 0x17000) && !has(gpas, n, 0x11000));
+	/* Too small an array is an error, not a silent cut. */
+	CHECK(nk_nested_state_pages(st, size, 0, gpas, 3, err, sizeof(err)) == -1);
+	CHECK(strstr(err, "more than 3") != NULL);
+	/* Enlightened VMCS: its address must be given. */
+	st->flags = KVM_STATE_NESTED_EVMCS;
+	CHECK(nk_nested_state_pages(st, size, 0, gpas, 16, err, sizeof(err)) == -1);
+	n = nk_nested_state_pages(st, size, 0x18000, gpas, 16, err, sizeof(err));
+	CHECK(n == 8 && has(gpas, n, 0x18000));
+
+	/* SVM: VMCB12 while L2 runs. */
+	memset(st, 0, size);
+	st->format = KVM_STATE_NESTED_FORMAT_SVM;
+	st->size = hdr;
+	st->hdr.svm.vmcb_pa = 0x20000;
+	CHECK(nk_nested_state_pages(st, size, 0, gpas, 16, err, sizeof(err)) == 0);
+	st->flags = KVM_STATE_NESTED_GUEST_MODE;
+	n = nk_nested_state_pages(st, size, 0, gpas, 16, err, sizeof(err));
+	CHECK(n == 1 && gpas[0] == 0x20000);
+
+	/* Malformed: unknown format, size larger than the buffer, short buffer. */
+	st->format = 7;
+	CHECK(nk_nested_state_pages(st, size, 0, gpas, 16, err, sizeof(err)) == -1);
+	st->format = KVM_STATE_NESTED_FORMAT_SVM;
+	st->size = size + 1;
+	CHECK(nk_nested_state_pages(st, size, 0, gpas, 16, err, sizeof(err)) == -1);
+	CHECK(nk_nested_state_pages(st, 8, 0, gpas, 16, err, sizeof(err)) == -1);
+	free(st);
+}
+
 int main(void)
 {
 	struct sigaction sa = { .sa_sigaction = on_segv, .sa_flags = SA_SIGINFO };
 
 	sigaction(SIGSEGV, &sa, NULL);
 	test_fnv1a();
+	test_nested_state_pages();
 	test_bad_input();
 	test_readonly_image();
 	test_no_background();

@@ -20,9 +20,21 @@
  * hit for two ticks, then nk_snap_wait() the rest, so L1's and L2's write
  * faults are taken whatever the copier's speed.
  *
- * Only the data memslot is snapshotted: L1's code, stack, page tables,
- * nested paging tables and VMCS12/VMCB12 are in memslot 0, which KVM writes
- * without an exit with the mprotect backend (see f4-memory-fault.md).
+ * The data memslot also holds the pages of L1's nested state that KVM or
+ * the CPU write without an exit or a userfault: VMX: the VMCS12 (which L1
+ * VMCLEARs and reloads every few exits, so that KVM writes its cached copy
+ * back) and the virtual-APIC page of TPR shadow (L2 writes CR8 as it goes);
+ * SVM: the VMCB12 (written at every nested #VMEXIT).  On VMX each backend
+ * runs twice: with a VMCS, and with an enlightened VMCS, which KVM writes at
+ * every nested VM-exit (its VP assist page is in the data slot too).  L2
+ * also reports a tick
+ * now and then, so that snapshots start with the vCPU in L2 as well as in
+ * L1.  The engine excludes those pages at each start instant
+ * (nk_snap_exclude_nested(), from KVM_GET_NESTED_STATE); --no-nested-exclude
+ * leaves that out, to show what it prevents.
+ *
+ * The rest of L1 (code, stack, page tables, nested paging tables) is in
+ * memslot 0, which is not snapshotted (see f4-memory-fault.md).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -37,6 +49,8 @@
 #include "kvm_util.h"
 #include "processor.h"
 #include "vmx.h"
+#include "evmcs.h"
+#include "hyperv.h"
 #include "svm_util.h"
 
 #include "nestkit/snapshot.h"
@@ -57,6 +71,14 @@
 #define WARMUP_TICKS		8
 #define TICKS_AFTER		2	/* ticks after the snapshot completed */
 #define WRITER_TICKS		2	/* ticks of a snapshot without the copier */
+#define L2_TICK_EVERY		7	/* L2 reports a tick every so many hypercalls */
+#define VMCLEAR_EVERY		3	/* VMX: L1 VMCLEARs its VMCS every so many exits */
+/*
+ * Pages of L1's nested state in the data slot, after the data pages: VMX:
+ * VMCS12 (or the enlightened VMCS), the virtual-APIC page, the VP assist
+ * page (--evmcs); SVM: VMCB12.
+ */
+#define NESTED_PAGES		3
 
 /* Guest-visible, set by the VMM before the first run. */
 static struct {
@@ -65,6 +87,8 @@ static struct {
 	u64 l1_base;		/* data pages, as L1 addresses them */
 	u64 pages;		/* data pages the writers write */
 	u64 clock_gpa, steal_gpa;
+	u64 nested_gpa;		/* NESTED_PAGES pages */
+	bool evmcs;		/* VMX: L1 uses an enlightened VMCS */
 	u64 l1_seed, l2_seed;
 } g;
 
@@ -104,8 +128,17 @@ static void l2_hypercall(void)
 
 static void l2_writer(void)
 {
-	for (;;) {
+	for (u64 n = 1;; n++) {
 		write_random(READ_ONCE(g.l2_base), &g.l2_seed, L2_WRITES);
+		/* L1 does not intercept I/O: this tick stops the vCPU in L2. */
+		if (!(n % L2_TICK_EVERY))
+			GUEST_SYNC(2);
+		/*
+		 * VMX: with TPR shadow, the CPU writes VTPR into L1's page,
+		 * through KVM's mapping: right after a start instant in L2 too.
+		 */
+		if (!g.is_amd)
+			asm volatile("mov %0, %%cr8" : : "r"(g.l2_seed & 0xf) : "memory");
 		l2_hypercall();
 	}
 }
@@ -118,20 +151,38 @@ static void l1_after_exit(u64 *exits)
 		GUEST_SYNC(0);
 }
 
-static void l1_vmx(struct vmx_pages *vmx)
+static void l1_vmx(struct vmx_pages *vmx, struct hyperv_test_pages *hv)
 {
 	unsigned long stack[L2_GUEST_STACK_SIZE];
 	u64 exits = 0;
 
+	if (g.evmcs) {
+		wrmsr(HV_X64_MSR_GUEST_OS_ID, HYPERV_LINUX_OS_ID);
+		enable_vp_assist(hv->vp_assist_gpa, hv->vp_assist);
+		evmcs_enable();
+	}
 	GUEST_ASSERT(prepare_for_vmx_operation(vmx));
-	GUEST_ASSERT(load_vmcs(vmx));
+	GUEST_ASSERT(g.evmcs ? load_evmcs(hv) : load_vmcs(vmx));
 	prepare_vmcs(vmx, l2_writer, &stack[L2_GUEST_STACK_SIZE]);
+	/* TPR shadow: L2's CR8 lives in the virtual-APIC page, no exit. */
+	vmwrite(VIRTUAL_APIC_PAGE_ADDR, g.nested_gpa + PAGE_SIZE);
+	vmwrite(TPR_THRESHOLD, 0);
+	vmwrite(CPU_BASED_VM_EXEC_CONTROL,
+		vmreadz(CPU_BASED_VM_EXEC_CONTROL) | CPU_BASED_TPR_SHADOW);
 	GUEST_ASSERT(!vmlaunch());
 	for (;;) {
+		bool launch = false;
+
 		GUEST_ASSERT_EQ(vmreadz(VM_EXIT_REASON), EXIT_REASON_VMCALL);
 		l1_after_exit(&exits);
 		vmwrite(GUEST_RIP, vmreadz(GUEST_RIP) + vmreadz(VM_EXIT_INSTRUCTION_LEN));
-		GUEST_ASSERT(!vmresume());
+		/* KVM writes its cached VMCS12 back into L1's page at VMCLEAR. */
+		if (!g.evmcs && !(exits % VMCLEAR_EVERY)) {
+			GUEST_ASSERT(!vmclear(vmx->vmcs_gpa));
+			GUEST_ASSERT(!vmptrld(vmx->vmcs_gpa));
+			launch = true;
+		}
+		GUEST_ASSERT(!(launch ? vmlaunch() : vmresume()));
 	}
 }
 
@@ -152,7 +203,7 @@ static void l1_svm(struct svm_test_data *svm)
 	}
 }
 
-static void l1_guest_code(void *nested)
+static void l1_guest_code(void *nested, struct hyperv_test_pages *hv)
 {
 	/* KVM writes both pages on its own from now on. */
 	wrmsr(MSR_KVM_SYSTEM_TIME_NEW, g.clock_gpa | KVM_MSR_ENABLED);
@@ -160,13 +211,15 @@ static void l1_guest_code(void *nested)
 	if (g.is_amd)
 		l1_svm(nested);
 	else
-		l1_vmx(nested);
+		l1_vmx(nested, hv);
 }
 
 /* VMM side */
 
 /* --hash: print each run's image and reference hashes (make demo). */
 static bool print_hashes;
+/* --no-nested-exclude: leave KVM's nested-state pages protected (to show why not). */
+static bool no_nested_exclude;
 
 struct totals {
 	unsigned int runs_ok;
@@ -176,6 +229,9 @@ struct totals {
 	unsigned long pv_changed;	/* runs in which KVM updated a PV page */
 	unsigned long writer_runs;	/* runs without the background copier */
 	unsigned long steal_updated;	/* of those, steal time written during */
+	unsigned long l2_starts;	/* start instants with the vCPU in L2 */
+	unsigned long nested_excluded;	/* nested-state pages excluded, summed */
+	unsigned long nested_written[NESTED_PAGES];	/* runs in which KVM/the CPU wrote it */
 };
 
 struct vm_ctx {
@@ -236,8 +292,8 @@ static int run_to_tick(struct vm_ctx *c, struct nk_snap *snap, struct totals *t,
 
 static void vm_setup(struct vm_ctx *c, unsigned int pages, uint64_t seed)
 {
-	size_t slot_pages = pages + 2;	/* + kvmclock, steal time */
-	vm_vaddr_t nested_gva;
+	size_t slot_pages = pages + 2 + NESTED_PAGES;	/* + kvmclock, steal time */
+	vm_vaddr_t nested_gva, hv_gva = 0;
 
 	memset(c, 0, sizeof(*c));
 	c->vm = vm_create_with_one_vcpu(&c->vcpu, l1_guest_code);
@@ -245,12 +301,19 @@ static void vm_setup(struct vm_ctx *c, unsigned int pages, uint64_t seed)
 	vcpu_set_cpuid_feature(c->vcpu, X86_FEATURE_KVM_STEAL_TIME);
 	vm_userspace_mem_region_add(c->vm, VM_MEM_SRC_ANONYMOUS, DATA_GPA, DATA_SLOT,
 				    slot_pages, 0);
-	virt_map(c->vm, DATA_GPA, DATA_GPA, pages);
+	virt_map(c->vm, DATA_GPA, DATA_GPA, slot_pages);
 	c->size = slot_pages * PAGE_SIZE;
 	c->mem = addr_gpa2hva(c->vm, DATA_GPA);
+	g.nested_gpa = DATA_GPA + (pages + 2) * PAGE_SIZE;
+	memset(addr_gpa2hva(c->vm, g.nested_gpa), 0, NESTED_PAGES * PAGE_SIZE);
 
 	if (g.is_amd) {
 		struct svm_test_data *svm = vcpu_alloc_svm(c->vm, &nested_gva);
+
+		/* VMCB12 in the data slot (identity-mapped for L1). */
+		svm->vmcb = (void *)g.nested_gpa;
+		svm->vmcb_hva = addr_gpa2hva(c->vm, g.nested_gpa);
+		svm->vmcb_gpa = g.nested_gpa;
 
 		c->nested_paging = kvm_cpu_has(X86_FEATURE_NPT);
 		if (c->nested_paging) {
@@ -268,13 +331,31 @@ static void vm_setup(struct vm_ctx *c, unsigned int pages, uint64_t seed)
 		if (c->nested_paging)
 			virt_map(c->vm, ALIAS_GPA, ALIAS_GPA, pages);
 		vmx = vcpu_alloc_vmx(c->vm, &nested_gva);
+		/* VMCS12 in the data slot; the virtual-APIC page after it. */
+		vmx->vmcs = (void *)g.nested_gpa;
+		vmx->vmcs_hva = addr_gpa2hva(c->vm, g.nested_gpa);
+		vmx->vmcs_gpa = g.nested_gpa;
+		if (g.evmcs) {
+			struct hyperv_test_pages *hv = vcpu_alloc_hyperv_test_pages(c->vm, &hv_gva);
+			u64 vp_assist = g.nested_gpa + 2 * PAGE_SIZE;
+
+			/* The enlightened VMCS instead, and the VP assist page. */
+			vcpu_set_hv_cpuid(c->vcpu);
+			vcpu_enable_evmcs(c->vcpu);
+			hv->enlightened_vmcs = (void *)g.nested_gpa;
+			hv->enlightened_vmcs_hva = addr_gpa2hva(c->vm, g.nested_gpa);
+			hv->enlightened_vmcs_gpa = g.nested_gpa;
+			hv->vp_assist = (void *)vp_assist;
+			hv->vp_assist_hva = addr_gpa2hva(c->vm, vp_assist);
+			hv->vp_assist_gpa = vp_assist;
+		}
 		if (c->nested_paging) {
 			prepare_eptp(vmx, c->vm, 0);
 			nested_map_memslot(vmx, c->vm, 0);
 			nested_map(vmx, c->vm, ALIAS_GPA, DATA_GPA, pages * PAGE_SIZE);
 		}
 	}
-	vcpu_args_set(c->vcpu, 1, nested_gva);
+	vcpu_args_set(c->vcpu, 2, nested_gva, hv_gva);
 	g.l1_base = DATA_GPA;
 	g.l2_base = c->nested_paging ? ALIAS_GPA : DATA_GPA;
 	g.pages = pages;
@@ -306,6 +387,15 @@ static int one_snapshot(struct vm_ctx *c, enum nk_snap_backend backend,
 	snap = nk_snap_create(backend, &region, 1, fileno(image), err, errlen);
 	if (!snap)
 		goto out;
+	t->l2_starts += !!(c->vcpu->run->flags & KVM_RUN_X86_GUEST_MODE);
+	/* KVM and the CPU write these without an exit or a userfault. */
+	if (!no_nested_exclude) {
+		int n = nk_snap_exclude_nested(snap, c->vcpu->fd, err, errlen);
+
+		if (n < 0)
+			goto out;
+		t->nested_excluded += n;
+	}
 	/* KVM writes these without an exit: copy them now, never protect. */
 	if (backend == NK_SNAP_MPROTECT &&
 	    (nk_snap_exclude(snap, g.clock_gpa, PAGE_SIZE, err, errlen) ||
@@ -351,6 +441,11 @@ static int one_snapshot(struct vm_ctx *c, enum nk_snap_backend backend,
 		       (unsigned long long)hi, (unsigned long long)hr, hi == hr ? "equal" : "DIFFERENT");
 	}
 	t->pv_changed += !!memcmp(c->mem + pv_off, ref + pv_off, 2 * PAGE_SIZE);
+	for (int i = 0; i < NESTED_PAGES; i++) {
+		size_t off = g.nested_gpa - DATA_GPA + i * PAGE_SIZE;
+
+		t->nested_written[i] += !!memcmp(c->mem + off, ref + off, PAGE_SIZE);
+	}
 	t->st.fault_copies += st.fault_copies;
 	t->st.background_copies += st.background_copies;
 	t->st.excluded += st.excluded;
@@ -399,8 +494,10 @@ static int test_backend(enum nk_snap_backend backend, unsigned int runs,
 			break;	/* the VM's state is unknown */
 		}
 	}
-	printf("# snapshot_nested %s: %u/%u runs, %lu pages each (%u data, kvmclock, steal time), L2 %s, lost or torn pages %lu, copied on write %lu, background %lu, excluded %lu, memory fault exits L1 %lu L2 %lu, emulator MMIO exits %lu, runs with kvmclock/steal-time updated %lu, steal time written during the snapshot %lu/%lu, mean snapshot %llu us, longest handler %llu us\n",
+	printf("# snapshot_nested %s: %u/%u runs, %lu pages each (%u data, kvmclock, steal time, %s), L2 %s, lost or torn pages %lu, copied on write %lu, background %lu, excluded %lu, memory fault exits L1 %lu L2 %lu, emulator MMIO exits %lu, runs with kvmclock/steal-time updated %lu, steal time written during the snapshot %lu/%lu, mean snapshot %llu us, longest handler %llu us\n",
 	       name, t.runs_ok, runs, (unsigned long)(c.size / PAGE_SIZE), pages,
+	       g.is_amd ? "VMCB12" : g.evmcs ? "enlightened VMCS, virtual-APIC page, VP assist page" :
+	       "VMCS12, virtual-APIC page",
 	       c.nested_paging ? (g.is_amd ? "with nested NPT (non-identity)" :
 				  "with nested EPT (non-identity)") : "without nested paging",
 	       t.bad_pages, (unsigned long)t.st.fault_copies,
@@ -409,8 +506,24 @@ static int test_backend(enum nk_snap_backend backend, unsigned int runs,
 	       t.steal_updated, t.writer_runs,
 	       t.runs_ok ? (unsigned long long)(t.st.total_ns / t.runs_ok / 1000) : 0,
 	       (unsigned long long)(t.st.max_stall_ns / 1000));
+	printf("# snapshot_nested %s: nested state: starts in L2 %lu/%u, pages excluded from KVM_GET_NESTED_STATE %lu%s, written by KVM or the CPU after the start: %s %lu/%u runs%s",
+	       name, t.l2_starts, t.runs_ok, t.nested_excluded,
+	       no_nested_exclude ? " (--no-nested-exclude)" : "",
+	       g.is_amd ? "VMCB12" : g.evmcs ? "enlightened VMCS" : "VMCS12",
+	       t.nested_written[0], t.runs_ok,
+	       g.is_amd ? "\n" : "");
+	if (!g.is_amd)
+		printf(", virtual-APIC page (TPR shadow) %lu/%u runs\n", t.nested_written[1],
+		       t.runs_ok);
 	if (t.bad_pages)
 		failed = 1;
+	/* Each page class and start in L2 must have happened, or nothing was shown. */
+	if (t.runs_ok && (!t.l2_starts || !t.nested_written[0] ||
+			  (!g.is_amd && !t.nested_written[1]))) {
+		printf("# snapshot_nested %s: a nested-state page class or a start in L2 was not exercised\n",
+		       name);
+		failed = 1;
+	}
 	/* A snapshot during which nobody wrote proves nothing. */
 	if (t.runs_ok && !t.st.fault_copies) {
 		printf("# snapshot_nested %s: no page was copied on write\n", name);
@@ -432,13 +545,34 @@ static int test_backend(enum nk_snap_backend backend, unsigned int runs,
 	return failed;
 }
 
+/* VMX: --vmcs plain|evmcs|both. */
+static const char *vmcs_kinds = "both";
+
+/* test_backend() for each kind of VMCS that L1 uses (SVM: once). */
+static int test_kinds(enum nk_snap_backend backend, unsigned int runs,
+		      unsigned int pages, unsigned int pause_us)
+{
+	int failed = 0;
+
+	g.evmcs = false;
+	if (g.is_amd || strcmp(vmcs_kinds, "evmcs"))
+		failed |= test_backend(backend, runs, pages, pause_us);
+	if (!g.is_amd && strcmp(vmcs_kinds, "plain")) {
+		g.evmcs = true;
+		failed |= test_backend(backend, runs, pages, pause_us);
+	}
+	return failed;
+}
+
 static void usage(void)
 {
-	fprintf(stderr, "usage: %s [--backend mprotect|uffd|both] [--runs N] [--pages N] [--pause US] [--allow-unavailable] [--hash]\n"
+	fprintf(stderr, "usage: %s [--backend mprotect|uffd|both] [--runs N] [--pages N] [--pause US] [--allow-unavailable] [--hash] [--no-nested-exclude] [--vmcs plain|evmcs|both]\n"
 		"  lazy snapshots of an L1+L2 guest that write random pages (kvmclock and\n"
 		"  steal time on); each image must equal memory at the start instant.\n"
 		"  --allow-unavailable: a backend this kernel lacks is reported, not a failure\n"
-		"  --hash: print each run's image and start-instant hashes (FNV-1a)\n",
+		"  --hash: print each run's image and start-instant hashes (FNV-1a)\n"
+		"  --no-nested-exclude: do not exclude KVM's nested-state pages (shows torn images)\n"
+		"  --vmcs: VMX: L1 uses a VMCS, an enlightened VMCS, or each in turn (default)\n",
 		PROG);
 	exit(2);
 }
@@ -469,6 +603,12 @@ int main(int argc, char *argv[])
 			allow_unavailable = true;
 		else if (!strcmp(argv[i], "--hash"))
 			print_hashes = true;
+		else if (!strcmp(argv[i], "--no-nested-exclude"))
+			no_nested_exclude = true;
+		else if (!strcmp(argv[i], "--vmcs") && i + 1 < argc &&
+			 (!strcmp(argv[i + 1], "plain") || !strcmp(argv[i + 1], "evmcs") ||
+			  !strcmp(argv[i + 1], "both")))
+			vmcs_kinds = argv[++i];
 		else if (!strcmp(argv[i], "--runs") && i + 1 < argc)
 			runs = parse_uint(argv[++i], 1, 100000);
 		else if (!strcmp(argv[i], "--pages") && i + 1 < argc)
@@ -485,6 +625,11 @@ int main(int argc, char *argv[])
 	setbuf(stdout, NULL);
 
 	g.is_amd = kvm_cpu_has(X86_FEATURE_SVM);
+	if (!g.is_amd && strcmp(vmcs_kinds, "plain") &&
+	    !kvm_has_cap(KVM_CAP_HYPERV_ENLIGHTENED_VMCS)) {
+		printf("%s: no KVM_CAP_HYPERV_ENLIGHTENED_VMCS for --vmcs %s\n", PROG, vmcs_kinds);
+		return 1;
+	}
 	if (!g.is_amd && !kvm_cpu_has(X86_FEATURE_VMX)) {
 		printf("%s: no nested virtualization on this CPU\n", PROG);
 		return 1;
@@ -494,19 +639,21 @@ int main(int argc, char *argv[])
 		printf("%s: KVM offers no kvmclock or no steal time\n", PROG);
 		return 1;
 	}
-	printf("%s: %s, L1 and L2 writers, %u data pages, %u runs per backend\n",
-	       PROG, g.is_amd ? "SVM" : "VMX", pages, runs);
+	printf("%s: %s, L1 and L2 writers, %u data pages, %u runs per backend%s\n",
+	       PROG, g.is_amd ? "SVM" : "VMX", pages, runs,
+	       g.is_amd ? "" : !strcmp(vmcs_kinds, "both") ? " and VMCS kind (VMCS, enlightened VMCS)" :
+	       !strcmp(vmcs_kinds, "evmcs") ? " (enlightened VMCS)" : " (VMCS)");
 
 	if (strcmp(which, "uffd")) {
 		if (kvm_check_cap(KVM_CAP_MEMORY_FAULT_PERM) <= 0) {
 			printf("# snapshot_nested mprotect: unavailable (no KVM_CAP_MEMORY_FAULT_PERM in this kernel)\n");
 			failed |= !allow_unavailable;
 		} else {
-			failed |= test_backend(NK_SNAP_MPROTECT, runs, pages, pause_us);
+			failed |= test_kinds(NK_SNAP_MPROTECT, runs, pages, pause_us);
 		}
 	}
 	if (strcmp(which, "mprotect"))
-		failed |= test_backend(NK_SNAP_UFFD_WP, runs, pages, pause_us);
+		failed |= test_kinds(NK_SNAP_UFFD_WP, runs, pages, pause_us);
 	printf("%s: %s\n", PROG, failed ? "FAILED" : "all images equal their references");
 	return failed;
 }

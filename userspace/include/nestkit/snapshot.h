@@ -17,7 +17,10 @@
  * With NK_SNAP_MPROTECT, the pages that KVM writes through its own mappings
  * (kvmclock, steal time, PV EOI, Hyper-V pages, nested state) fail without
  * an exit: declare them with nk_snap_exclude(), which copies them at the
- * start instant and leaves them writable.
+ * start instant and leaves them writable.  With both backends, the pages
+ * that KVM keeps mapped for a vCPU's nested state are written by KVM or by
+ * the CPU without an exit or a userfault: nk_snap_exclude_nested() finds
+ * them (KVM_GET_NESTED_STATE) and excludes them.
  *
  * On any error, every page is made writable again: guest memory is never
  * written by the engine and the guest keeps running; the image is then
@@ -66,6 +69,30 @@ struct nk_snap *nk_snap_create(enum nk_snap_backend backend,
 /* Copy [gpa, gpa + size) at the start instant and never protect it. */
 int nk_snap_exclude(struct nk_snap *s, uint64_t gpa, size_t size,
 		    char *err, size_t errlen);
+
+/*
+ * The guest pages that KVM keeps mapped, or writes without an exit or a
+ * userfault, for one vCPU's nested state, from its KVM_GET_NESTED_STATE
+ * (@state, @size bytes).  VMX: the current VMCS12, its shadow VMCS12, and
+ * the virtual-APIC, APIC-access, posted-interrupt descriptor and PML pages
+ * and the VM-exit MSR-store area that it enables, and the enlightened VMCS
+ * at @evmcs_gpa if KVM_STATE_NESTED_EVMCS says one is in use (the caller
+ * reads its address from the VP assist page).  SVM, while L2 runs: VMCB12.
+ * Stores up to @max page addresses in @gpas (duplicates removed) and
+ * returns how many, or -1 with a message in @err for a malformed state.
+ */
+struct kvm_nested_state;
+int nk_nested_state_pages(const struct kvm_nested_state *state, size_t size,
+			  uint64_t evmcs_gpa, uint64_t *gpas, unsigned int max,
+			  char *err, size_t errlen);
+
+/*
+ * Exclude (nk_snap_exclude()) the pages of nk_nested_state_pages() for the
+ * stopped vCPU @vcpu_fd, before the start.  Pages outside the snapshot's
+ * regions are not in the image and are skipped.  Returns the number of
+ * pages excluded, or -1 with @err.
+ */
+int nk_snap_exclude_nested(struct nk_snap *s, int vcpu_fd, char *err, size_t errlen);
 
 /*
  * Let the background copier sleep @us microseconds after each chunk of 64

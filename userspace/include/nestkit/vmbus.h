@@ -115,7 +115,8 @@ uint16_t nk_vmbus_post_message(struct nk_vmbus_host *host, const void *input, si
  * partition; a call on the direct grant alone is served only from that L2,
  * or if it is that first InitiateContact.  A call that L1 authorized with
  * the TLFS inter-partition grant is always served.  Returns 1 to serve, 0
- * to refuse (with a reason in @err).
+ * to refuse (with a reason in @err).  The VMM resets root_known when the
+ * guest reboots (L1 then starts a new root partition).
  */
 int nk_vmbus_relay_allowed(struct nk_vmbus_host *host, uint64_t l2_root, int direct_grant_only,
 			   const void *input, size_t len, char *err, size_t errlen);
