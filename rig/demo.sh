@@ -3,7 +3,8 @@
 # pristine base kernel; boot both on the two emulated vendors and run the
 # demo VMMs in each: the capability probe, legacy BIOS AP discovery by APIC
 # Remote Read, lazy snapshots of a writing guest with each backend (verified
-# by hash; also of an L1 + L2 guest), vmbus for a nested Hyper-V root partition (relay on/off), and
+# by hash; also of an L1 + L2 guest), vmbus for a nested Hyper-V root
+# partition (relay on/off; an unauthorized child partition refused), and
 # VMware Tools at CPL3 in a VBS guest (nested backdoor on/off).
 . "$(dirname "$0")/common.sh"
 
@@ -75,6 +76,13 @@ check_on_off() {
 # on both kernels; without the capability it cannot connect).
 check_on_off nestkit-vmbus-relay-demo 'RELAY: enabled' \
 	'vmbus connected' 'vmbus not connected'
+# ...and, with the relay on, what must not reach the host is refused: the
+# root partition's GPADL, a child partition on L1's direct grant alone (by
+# this VMM), and one without any grant (by KVM: it goes to L1).
+for v in svm vmx; do
+	grep -q '^nestkit-vmbus-relay-demo: unauthorized L2s refused' "$out/after/$v/console.log" ||
+		{ warn "$v/after: the vmbus demo did not refuse the unauthorized L2s"; ok=0; }
+done
 # F2: VMware Tools at CPL3 in L2 under an L1 that intercepts #GP.
 check_on_off nestkit-vmware-tools-demo 'KVM_CAP_X86_VMWARE: BACKDOOR | NESTED_BACKDOOR' \
 	'VMware Tools talks to the VMM' 'VMware Tools cannot reach the VMM'

@@ -369,7 +369,8 @@ static void *handler_main(void *arg)
 	}
 }
 
-static int uffd_open(char *err, size_t errlen)
+/* *@unpopulated: untouched pages can be write-protected too. */
+static int uffd_open(int *unpopulated, char *err, size_t errlen)
 {
 	struct uffdio_api api = { .api = UFFD_API };
 	uint64_t want = UFFD_FEATURE_PAGEFAULT_FLAG_WP;
@@ -392,9 +393,11 @@ static int uffd_open(char *err, size_t errlen)
 		close(fd);
 		return -1;
 	}
+	*unpopulated = 0;
 #ifdef UFFD_FEATURE_WP_UNPOPULATED
 	/* Protect pages that were never touched as well. */
 	want |= api.features & UFFD_FEATURE_WP_UNPOPULATED;
+	*unpopulated = !!(want & UFFD_FEATURE_WP_UNPOPULATED);
 #endif
 	/* The features can only be chosen on a fresh descriptor. */
 	close(fd);
@@ -477,9 +480,23 @@ struct nk_snap *nk_snap_create(enum nk_snap_backend backend,
 	}
 
 	if (backend == NK_SNAP_UFFD_WP) {
-		s->uffd = uffd_open(err, errlen);
+		int unpopulated;
+
+		s->uffd = uffd_open(&unpopulated, err, errlen);
 		if (s->uffd < 0)
 			goto out;
+		/*
+		 * Without UFFD_FEATURE_WP_UNPOPULATED, write-protecting a page
+		 * that was never touched does nothing, and its first write
+		 * would not fault: populate every page now, contents unchanged.
+		 */
+		for (unsigned int i = 0; !unpopulated && i < nregions; i++) {
+			if (madvise(s->regs[i].hva, s->regs[i].size, MADV_POPULATE_WRITE)) {
+				seterr(err, errlen, "region %u: no UFFD_FEATURE_WP_UNPOPULATED, and MADV_POPULATE_WRITE failed: %s",
+				       i, strerror(errno));
+				goto out;
+			}
+		}
 		for (unsigned int i = 0; i < nregions; i++) {
 			struct uffdio_register reg = {
 				.range = { .start = (uintptr_t)s->regs[i].hva,
@@ -778,7 +795,7 @@ static void vmcs12_pages(struct page_list *l, const uint8_t *vmcs12)
 }
 
 int nk_nested_state_pages(const struct kvm_nested_state *state, size_t size,
-			  uint64_t evmcs_gpa, uint64_t *gpas, unsigned int max,
+			  const uint64_t *evmcs_gpa, uint64_t *gpas, unsigned int max,
 			  char *err, size_t errlen)
 {
 	const size_t hdr = offsetof(struct kvm_nested_state, data);
@@ -800,7 +817,7 @@ int nk_nested_state_pages(const struct kvm_nested_state *state, size_t size,
 				seterr(err, errlen, "nested state: enlightened VMCS in use, its address not given");
 				return -1;
 			}
-			add_page(&l, evmcs_gpa);
+			add_page(&l, *evmcs_gpa);
 		}
 		/* The VMCS12 contents follow the header when there is one. */
 		if (state->size >= hdr + KVM_STATE_NESTED_VMX_VMCS_SIZE)
@@ -825,24 +842,24 @@ int nk_nested_state_pages(const struct kvm_nested_state *state, size_t size,
 #define HV_X64_MSR_VP_ASSIST_PAGE		0x40000073
 #define VP_ASSIST_CURRENT_NESTED_VMCS		48
 
-/* The enlightened VMCS address from the VP assist page, 0 if unknown. */
-static uint64_t evmcs_address(struct nk_snap *s, int vcpu_fd)
+/* The enlightened VMCS address from the VP assist page; -1 if unknown. */
+static int evmcs_address(struct nk_snap *s, int vcpu_fd, uint64_t *evmcs)
 {
 	struct {
 		struct kvm_msrs hdr;
 		struct kvm_msr_entry entry;
 	} msr = { .hdr.nmsrs = 1, .entry.index = HV_X64_MSR_VP_ASSIST_PAGE };
 	const struct snap_region *r;
-	uint64_t page, evmcs;
+	uint64_t page;
 
 	if (ioctl(vcpu_fd, KVM_GET_MSRS, &msr) != 1 || !(msr.entry.data & 1))
-		return 0;
+		return -1;
 	page = msr.entry.data & ~(PAGE - 1);
 	r = region_of_gpa(s, page);
 	if (!r)
-		return 0;
-	memcpy(&evmcs, r->hva + (page - r->gpa) + VP_ASSIST_CURRENT_NESTED_VMCS, sizeof(evmcs));
-	return evmcs;
+		return -1;
+	memcpy(evmcs, r->hva + (page - r->gpa) + VP_ASSIST_CURRENT_NESTED_VMCS, sizeof(*evmcs));
+	return 0;
 }
 
 int nk_snap_exclude_nested(struct nk_snap *s, int vcpu_fd, char *err, size_t errlen)
@@ -850,7 +867,7 @@ int nk_snap_exclude_nested(struct nk_snap *s, int vcpu_fd, char *err, size_t err
 	/* Header, VMCS12 and shadow VMCS12: what KVM_CAP_NESTED_STATE allows. */
 	size_t size = offsetof(struct kvm_nested_state, data) + 2 * KVM_STATE_NESTED_VMX_VMCS_SIZE;
 	struct kvm_nested_state *state = calloc(1, size);
-	uint64_t gpas[32];
+	uint64_t gpas[32], evmcs;
 	int n, excluded = 0;
 
 	if (!state) {
@@ -863,8 +880,9 @@ int nk_snap_exclude_nested(struct nk_snap *s, int vcpu_fd, char *err, size_t err
 		free(state);
 		return -1;
 	}
-	n = nk_nested_state_pages(state, size, state->flags & KVM_STATE_NESTED_EVMCS ?
-				  evmcs_address(s, vcpu_fd) : 0,
+	n = nk_nested_state_pages(state, size,
+				  (state->flags & KVM_STATE_NESTED_EVMCS) &&
+				  !evmcs_address(s, vcpu_fd, &evmcs) ? &evmcs : NULL,
 				  gpas, sizeof(gpas) / sizeof(gpas[0]), err, errlen);
 	free(state);
 	for (int i = 0; i < n; i++) {

@@ -523,7 +523,7 @@ static void test_nested_state_pages(void)
 	st->format = KVM_STATE_NESTED_FORMAT_VMX;
 	st->size = hdr;
 	st->hdr.vmx.vmcs12_pa = ~0ull;
-	CHECK(nk_nested_state_pages(st, size, 0, gpas, 16, err, sizeof(err)) == 0);
+	CHECK(nk_nested_state_pages(st, size, NULL, gpas, 16, err, sizeof(err)) == 0);
 
 	/* VMCS12 with TPR shadow, APIC-access, posted interrupts, PML, MSR store. */
 	st->size = hdr + KVM_STATE_NESTED_VMX_VMCS_SIZE;
@@ -538,7 +538,7 @@ static void test_nested_state_pages(void)
 	put64(vmcs12, 64, 0x15ff0);				/* 2 entries across 2 pages */
 	put32(vmcs12, 772, 2);
 	put64(vmcs12, 176, 0x17000);				/* link pointer, not enabled */
-	n = nk_nested_state_pages(st, size, 0, gpas, 16, err, sizeof(err));
+	n = nk_nested_state_pages(st, size, NULL, gpas, 16, err, sizeof(err));
 	CHECK(n == 7);
 	CHECK(has(gpas, n, 0x10000) && has(gpas, n, 0x11000) && has(gpas, n, 0x12000));
 	CHECK(has(gpas, n, 0x13000) && has(gpas, n, 0x14000));
@@ -546,34 +546,37 @@ static void test_nested_state_pages(void)
 	/* Shadow VMCS enabled: its link pointer too; duplicates once. */
 	put32(vmcs12, 804, (1u << 0) | (1u << 17) | (1u << 14));
 	put64(vmcs12, 96, 0x12000);
-	n = nk_nested_state_pages(st, size, 0, gpas, 16, err, sizeof(err));
+	n = nk_nested_state_pages(st, size, NULL, gpas, 16, err, sizeof(err));
 	CHECK(n == 7 && has(gpas, n, 0x17000) && !has(gpas, n, 0x11000));
 	/* Too small an array is an error, not a silent cut. */
-	CHECK(nk_nested_state_pages(st, size, 0, gpas, 3, err, sizeof(err)) == -1);
+	CHECK(nk_nested_state_pages(st, size, NULL, gpas, 3, err, sizeof(err)) == -1);
 	CHECK(strstr(err, "more than 3") != NULL);
 	/* Enlightened VMCS: its address must be given. */
 	st->flags = KVM_STATE_NESTED_EVMCS;
-	CHECK(nk_nested_state_pages(st, size, 0, gpas, 16, err, sizeof(err)) == -1);
-	n = nk_nested_state_pages(st, size, 0x18000, gpas, 16, err, sizeof(err));
+	CHECK(nk_nested_state_pages(st, size, NULL, gpas, 16, err, sizeof(err)) == -1);
+	n = nk_nested_state_pages(st, size, &(uint64_t){ 0x18000 }, gpas, 16, err, sizeof(err));
 	CHECK(n == 8 && has(gpas, n, 0x18000));
+	/* GPA 0 is a valid address for it. */
+	n = nk_nested_state_pages(st, size, &(uint64_t){ 0 }, gpas, 16, err, sizeof(err));
+	CHECK(n == 8 && has(gpas, n, 0));
 
 	/* SVM: VMCB12 while L2 runs. */
 	memset(st, 0, size);
 	st->format = KVM_STATE_NESTED_FORMAT_SVM;
 	st->size = hdr;
 	st->hdr.svm.vmcb_pa = 0x20000;
-	CHECK(nk_nested_state_pages(st, size, 0, gpas, 16, err, sizeof(err)) == 0);
+	CHECK(nk_nested_state_pages(st, size, NULL, gpas, 16, err, sizeof(err)) == 0);
 	st->flags = KVM_STATE_NESTED_GUEST_MODE;
-	n = nk_nested_state_pages(st, size, 0, gpas, 16, err, sizeof(err));
+	n = nk_nested_state_pages(st, size, NULL, gpas, 16, err, sizeof(err));
 	CHECK(n == 1 && gpas[0] == 0x20000);
 
 	/* Malformed: unknown format, size larger than the buffer, short buffer. */
 	st->format = 7;
-	CHECK(nk_nested_state_pages(st, size, 0, gpas, 16, err, sizeof(err)) == -1);
+	CHECK(nk_nested_state_pages(st, size, NULL, gpas, 16, err, sizeof(err)) == -1);
 	st->format = KVM_STATE_NESTED_FORMAT_SVM;
 	st->size = size + 1;
-	CHECK(nk_nested_state_pages(st, size, 0, gpas, 16, err, sizeof(err)) == -1);
-	CHECK(nk_nested_state_pages(st, 8, 0, gpas, 16, err, sizeof(err)) == -1);
+	CHECK(nk_nested_state_pages(st, size, NULL, gpas, 16, err, sizeof(err)) == -1);
+	CHECK(nk_nested_state_pages(st, 8, NULL, gpas, 16, err, sizeof(err)) == -1);
 	free(st);
 }
 

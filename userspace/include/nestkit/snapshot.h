@@ -10,7 +10,10 @@
  *  NK_SNAP_MPROTECT  mprotect(PROT_READ); the vCPU loop hands each
  *                    KVM_EXIT_MEMORY_FAULT (KVM_CAP_MEMORY_FAULT_PERM) and
  *                    each MMIO write exit to a RAM address (writes by KVM's
- *                    instruction emulator) to nk_snap_handle_exit().
+ *                    instruction emulator) to nk_snap_handle_exit(), which
+ *                    completes such a write itself: do not use it on pages
+ *                    that KVM write-tracks (guest page tables under shadow
+ *                    paging, L1's EPT/NPT tables), see api.rst.
  *  NK_SNAP_UFFD_WP   userfaultfd write-protection; a handler thread copies
  *                    the page of each write fault, from a vCPU or from KVM.
  *
@@ -76,21 +79,24 @@ int nk_snap_exclude(struct nk_snap *s, uint64_t gpa, size_t size,
  * (@state, @size bytes).  VMX: the current VMCS12, its shadow VMCS12, and
  * the virtual-APIC, APIC-access, posted-interrupt descriptor and PML pages
  * and the VM-exit MSR-store area that it enables, and the enlightened VMCS
- * at @evmcs_gpa if KVM_STATE_NESTED_EVMCS says one is in use (the caller
- * reads its address from the VP assist page).  SVM, while L2 runs: VMCB12.
+ * at *@evmcs_gpa if KVM_STATE_NESTED_EVMCS says one is in use (the caller
+ * reads its address from the VP assist page; NULL if it could not, which is
+ * then an error).  SVM, while L2 runs: VMCB12.
  * Stores up to @max page addresses in @gpas (duplicates removed) and
  * returns how many, or -1 with a message in @err for a malformed state.
  */
 struct kvm_nested_state;
 int nk_nested_state_pages(const struct kvm_nested_state *state, size_t size,
-			  uint64_t evmcs_gpa, uint64_t *gpas, unsigned int max,
+			  const uint64_t *evmcs_gpa, uint64_t *gpas, unsigned int max,
 			  char *err, size_t errlen);
 
 /*
  * Exclude (nk_snap_exclude()) the pages of nk_nested_state_pages() for the
  * stopped vCPU @vcpu_fd, before the start.  Pages outside the snapshot's
- * regions are not in the image and are skipped.  Returns the number of
- * pages excluded, or -1 with @err.
+ * regions are not in the image and are skipped.  With an enlightened VMCS,
+ * the VP assist page must be in a region: the engine reads the eVMCS address
+ * there (KVM_GET_NESTED_STATE does not report it), as it is at the start
+ * instant.  Returns the number of pages excluded, or -1 with @err.
  */
 int nk_snap_exclude_nested(struct nk_snap *s, int vcpu_fd, char *err, size_t errlen);
 
