@@ -118,8 +118,7 @@ uint16_t nk_vmbus_post_message(struct nk_vmbus_host *host, const void *input, si
 				 "GPADL from a relayed L2 refused: its page numbers are L2 GPAs that cannot be checked");
 			return NK_HV_STATUS_ACCESS_DENIED;
 		}
-		snprintf(err, errlen, "vmbus message type %u not handled", hdr.msgtype);
-		return NK_HV_STATUS_SUCCESS;
+		/* fall through */
 	default:
 		/* Delivered, but this endpoint has nothing to say to it. */
 		snprintf(err, errlen, "vmbus message type %u not handled", hdr.msgtype);
