@@ -5,13 +5,13 @@
 #        patches kernel text)
 #   vmx: Intel VMX+EPT under Bochs 2.7 (corei7_skylake_x, or $BOCHS_MODEL),
 #        "term" display in a pty, so no window and no network port
-# Usage: boot.sh VENDOR BUILD_DIR INITRD OUTDIR TIMEOUT_S [cmdline words...]
+# Usage: boot.sh VENDOR KERNEL_IMAGE INITRD OUTDIR TIMEOUT_S [cmdline words...]
 # A watchdog stops the emulator on a guest panic (Bochs would reboot and run
 # the plan again) or after TIMEOUT_S; rig/collect.sh then reads the log.
 # Exit status: 0 if the guest powered off, 1 on guest panic, 124 on timeout.
 . "$(dirname "$0")/common.sh"
 
-vendor=$1 build=$2 initrd=$3 outdir=$4 limit=$5
+vendor=$1 kernel=$2 initrd=$3 outdir=$4 limit=$5
 shift 5
 cmdline="console=ttyS0 panic=-1 oops=panic $*"
 mkdir -p "$outdir"
@@ -30,14 +30,14 @@ svm)
 	qemu-system-x86_64 $icount \
 		-accel tcg,thread=single -cpu max -smp 2 -m $svm_mem -machine q35 \
 		-display none -monitor none -serial "file:$console" -nic none \
-		-no-reboot -kernel "$build/bzImage" -initrd "$initrd" \
+		-no-reboot -kernel "$kernel" -initrd "$initrd" \
 		-append "$cmdline" >"$outdir/emulator.log" 2>&1 </dev/null &
 	;;
 vmx)
 	iso=$outdir/iso
 	rm -rf "$iso"; mkdir -p "$iso"
 	cp /usr/lib/ISOLINUX/isolinux.bin /usr/lib/syslinux/modules/bios/ldlinux.c32 "$iso/"
-	cp "$build/bzImage" "$iso/bzimage"
+	cp "$kernel" "$iso/bzimage"
 	cp "$initrd" "$iso/initrd.gz"
 	printf 'DEFAULT linux\nPROMPT 0\nTIMEOUT 0\nLABEL linux\n  KERNEL /bzimage\n  APPEND initrd=/initrd.gz %s\n' \
 		"$cmdline" >"$iso/isolinux.cfg"

@@ -61,6 +61,19 @@ else
 	build=
 fi
 
+step "host: Debian packages (make deb), installed and removed on this machine"
+# The DKMS modules built by the install are what the "-debian" targets boot.
+if logged "$out/deb.log" "$NESTKIT_ROOT/rig/deb.sh"; then
+	record host "packages build (make deb)" PASS "$(cd "$NESTKIT_ROOT/out/deb" && echo *.deb)"
+	if "$NESTKIT_ROOT/rig/dkms-test.sh" "$NESTKIT_ROOT/out/deb" "$out/dkms-modules" "$results" \
+		>"$out/dkms.log" 2>&1; then
+		export NESTKIT_DKMS_MODULES=$out/dkms-modules
+	fi
+	grep '^dkms-test:' "$out/dkms.log" | sed 's/^/    /'
+else
+	record host "packages build (make deb)" FAIL "$(grep -m1 ERROR "$out/deb.log")"
+fi
+
 mapfile -t targets < <("$NESTKIT_ROOT/rig/plan.sh" --targets)
 if [ -n "$build" ]; then
 	"$NESTKIT_ROOT/rig/run-guests.sh" "$build" "$out" plan "${targets[@]}" || true

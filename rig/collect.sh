@@ -46,7 +46,8 @@ assert_at == 2 && /^  / && !/^  pid=/ { m = $0; sub(/^ +/, "", m); why[cur] = wh
 	cur = "(between tests)"
 	next
 }
-/(Kernel panic|BUG:|Oops|WARNING:|general protection fault|KASAN:|UBSAN:|kernel BUG at)/ {
+# A WARNING starts its message; "RETBleed: WARNING: ..." is a boot notice.
+/(Kernel panic|BUG:|Oops|(^|\] )WARNING:|general protection fault|KASAN:|UBSAN:|kernel BUG at)/ {
 	o = $0; sub(/^\[[ 0-9.]+\] */, "", o)
 	site = ""
 	if (match(o, / at [^ ]+:[0-9]+/)) { site = substr(o, RSTART + 4, RLENGTH - 4); sub(/.*\//, "", site) }

@@ -24,6 +24,9 @@ DEMO_TESTS="snapshot_test"
 # userspace/demo/nested/NAME.c, built as nestkit-NAME-demo (_ as -), through
 # a link /tests/NAME. Not KVM selftests either.
 NESTED_TESTS="snapshot_nested vmbus_relay"
+# Plan entries that are scripts of rig/guest/ (SCRIPT_NAME_SUFFIX runs
+# rig/guest/SCRIPT_NAME, which reads its suffix from its name).
+SCRIPT_TESTS="kvm_modules_stock kvm_modules_dkms"
 mkdir -p "$NESTKIT_CACHE"
 
 _elapsed() {

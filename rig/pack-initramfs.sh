@@ -35,6 +35,13 @@ fi
 # Plans run the demo's tests like selftests, under their names.
 for t in $DEMO_TESTS; do ln -s /usr/bin/nestkit-demo "$root/tests/$t"; done
 for t in $NESTED_TESTS; do ln -s "/usr/bin/nestkit-${t//_/-}-demo" "$root/tests/$t"; done
+# The packaged probe command, beside the demo VMM.
+[ ! -x "$(dirname "$demo")/nestkit" ] || cp "$(dirname "$demo")/nestkit" "$root/usr/bin/nestkit"
+for t in $SCRIPT_TESTS; do
+	s=${t%_*}
+	[ -f "$root/tests/$s" ] || cp "$NESTKIT_ROOT/rig/guest/$s" "$root/tests/$s"
+	ln -s "$s" "$root/tests/$t"
+done
 (cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet --reproducible) |
 	gzip -1 >"$out"
 info "initramfs $(du -k "$out" | cut -f1) KiB"

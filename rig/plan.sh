@@ -6,8 +6,11 @@
 # A plan line is "selftest [args...]"; '#' starts a comment.
 #   plan.sh --targets         every target, in order
 #   plan.sh --all-binaries    every selftest named by any plan, once (not $DEMO_TESTS,
-#                             $NESTED_TESTS)
+#                             $NESTED_TESTS, $SCRIPT_TESTS)
 #   plan.sh --cmdline TARGET  the target's extra kernel parameters
+#   plan.sh --kernel TARGET   "rig" (the series' own kernel, the default) or
+#                             "debian" (Debian's image + the DKMS modules),
+#                             from a "#! kernel: debian" line
 #   plan.sh TARGET            the target's test lines, normalized
 . "$(dirname "$0")/common.sh"
 
@@ -16,8 +19,10 @@ strip() { sed -e 's/#.*//' -e 's/[[:space:]]\+/ /g' -e 's/^ //' -e 's/ $//' -e '
 file() { [ -f "$plans/$1.list" ] || die "no test plan tests/plans/$1.list"; echo "$plans/$1.list"; }
 case "${1:-}" in
 --targets) for p in "$plans"/*.list; do basename "$p" .list; done ;;
---all-binaries) strip "$plans"/*.list | cut -d' ' -f1 | sort -u | grep -vxF -f <(printf '%s\n' $DEMO_TESTS $NESTED_TESTS) ;;
+--all-binaries) strip "$plans"/*.list | cut -d' ' -f1 | sort -u | grep -vxF -f <(printf '%s\n' $DEMO_TESTS $NESTED_TESTS $SCRIPT_TESTS) ;;
 --cmdline) sed -n 's/^#! *cmdline: *//p' "$(file "$2")" | tr '\n' ' ' ;;
-''|-*) die "usage: plan.sh --targets | --all-binaries | --cmdline TARGET | TARGET" ;;
+--kernel) k=$(sed -n 's/^#! *kernel: *//p' "$(file "$2")" | head -n 1)
+	case ${k:-rig} in rig|debian) echo "${k:-rig}" ;; *) die "plan $2: unknown kernel '$k'" ;; esac ;;
+''|-*) die "usage: plan.sh --targets | --all-binaries | --cmdline TARGET | --kernel TARGET | TARGET" ;;
 *) strip "$(file "$1")" ;;
 esac

@@ -5,6 +5,9 @@
 #   MODE "plan": run tests/plans/TARGET.list; "demo": run the demo VMM;
 #   "bench": the demo VMM's snapshot benchmark.
 #   A target is a vendor (svm, vmx) or vendor-variant (see rig/plan.sh).
+#   A plan with "#! kernel: debian" boots Debian's own image instead
+#   (rig/stock.sh) with the KVM modules in $NESTKIT_DKMS_MODULES (the
+#   directory rig/dkms-test.sh copied them to from the installed package).
 # Leaves OUTDIR/TARGET/{console.log,results.tsv}.
 . "$(dirname "$0")/common.sh"
 
@@ -18,7 +21,24 @@ logged "$outdir/userspace.log" make -s -C "$NESTKIT_ROOT/userspace" \
 	O="$outdir/userspace" KHDR="$khdr" ||
 	die "demo VMM build failed"
 cp "$outdir/userspace/nestkit-demo" "$demo"
+cp "$outdir/userspace/nestkit" "$outdir/nestkit"
 "$NESTKIT_ROOT/rig/pack-initramfs.sh" "$build" "$demo" "$outdir/initrd.gz"
+
+declare -A kernel=() initrd=() norun=()
+for t in "$@"; do
+	kernel[$t]=$build/bzImage initrd[$t]=$outdir/initrd.gz
+	[ "$mode" = plan ] && [ "$("$NESTKIT_ROOT/rig/plan.sh" --kernel "$t")" = debian ] || continue
+	if [ ! -f "${NESTKIT_DKMS_MODULES:-/nonexistent}/kvm.ko" ]; then
+		norun[$t]="no DKMS-built modules (the nestkit-dkms install on the host failed)"
+		continue
+	fi
+	stock=$("$NESTKIT_ROOT/rig/stock.sh" image)
+	if [ ! -f "$outdir/initrd-debian.gz" ]; then
+		"$NESTKIT_ROOT/rig/stock.sh" initrd "$outdir/initrd.gz" "$NESTKIT_DKMS_MODULES" \
+			"$outdir/initrd-debian.gz"
+	fi
+	kernel[$t]=$stock/vmlinuz initrd[$t]=$outdir/initrd-debian.gz
+done
 
 # Budgets are host seconds for boot + the whole plan, generous for a loaded
 # machine; a run that needs them is reported as a timeout, never as a pass.
@@ -27,6 +47,11 @@ declare -A limit=([svm]=600 [vmx]=1500)
 [ "$mode" != bench ] || limit[svm]=2400
 boot_one() {
 	local t=$1 v=${1%%-*} args
+	if [ -n "${norun[$t]:-}" ]; then
+		mkdir -p "$outdir/$t"; : >"$outdir/$t/console.log"
+		echo "Bail out! ${norun[$t]}" >"$outdir/$t/console.log"
+		return 2
+	fi
 	case $mode in
 	demo) args="nestkit.demo=1" ;;
 	# Guest memory: 6 GiB on svm for the bench (64 MiB-1 GiB), 1 GiB on vmx
@@ -35,9 +60,9 @@ boot_one() {
 	*) args="nestkit.plan=$t" ;;
 	esac
 	args="$args $("$NESTKIT_ROOT/rig/plan.sh" --cmdline "$t")"
-	step "booting $t ($( [ "$v" = svm ] && echo 'QEMU TCG, AMD SVM+NPT' || echo 'Bochs, Intel VMX+EPT')) $args"
+	step "booting $t ($( [ "$v" = svm ] && echo 'QEMU TCG, AMD SVM+NPT' || echo 'Bochs, Intel VMX+EPT'))${stock:+$( [ "${kernel[$t]}" = "$build/bzImage" ] || echo ", Debian's $(basename "$stock")")} $args"
 	# shellcheck disable=SC2086
-	"$NESTKIT_ROOT/rig/boot.sh" "$v" "$build" "$outdir/initrd.gz" "$outdir/$t" \
+	"$NESTKIT_ROOT/rig/boot.sh" "$v" "${kernel[$t]}" "${initrd[$t]}" "$outdir/$t" \
 		"${limit[$v]}" $args
 }
 

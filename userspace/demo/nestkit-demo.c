@@ -56,10 +56,9 @@ static const char *cpu_vendor(char buf[13])
 
 static int probe(const char *path)
 {
-	char err[256], desc[64], vendor[13];
+	char err[256], vendor[13];
 	struct nk_kvm kvm;
-	int r, missing = 0;
-	size_t i;
+	int r, missing;
 
 	r = nk_kvm_open(&kvm, path, err, sizeof(err));
 	if (r) {
@@ -67,19 +66,9 @@ static int probe(const char *path)
 		return 1;
 	}
 	printf("nestkit-demo: capability probe on %s (%s)\n", path, cpu_vendor(vendor));
-	for (i = 0; i < nk_ncaps; i++) {
-		long v = nk_check_cap(&kvm, nk_caps[i].cap);
-
-		if (i == 0)
-			printf("  nestkit capabilities:\n");
-		else if (!nk_caps[i].nestkit && nk_caps[i - 1].nestkit)
-			printf("  related upstream capabilities:\n");
-		printf("    %-32s %-24s %s\n", nk_caps[i].name,
-		       nk_cap_describe(v, desc, sizeof(desc)), nk_caps[i].feature);
-		if (nk_caps[i].nestkit && v <= 0)
-			missing++;
-	}
-	printf("nestkit-demo: %d of 4 nestkit capabilities absent\n", missing);
+	missing = nk_probe_print(stdout, &kvm, "  ");
+	printf("nestkit-demo: %d of %d nestkit capabilities absent\n", missing,
+	       NK_NR_NESTKIT_CAPS);
 	nk_kvm_close(&kvm);
 	return 0;
 }

@@ -95,3 +95,24 @@ const char *nk_cap_describe(long value, char *buf, size_t len)
 		snprintf(buf, len, "present (value 0x%lx)", (unsigned long)value);
 	return buf;
 }
+
+int nk_probe_print(FILE *f, const struct nk_kvm *kvm, const char *indent)
+{
+	char desc[64];
+	int missing = 0;
+	size_t i;
+
+	for (i = 0; i < nk_ncaps; i++) {
+		long v = nk_check_cap(kvm, nk_caps[i].cap);
+
+		if (i == 0)
+			fprintf(f, "%snestkit capabilities:\n", indent);
+		else if (!nk_caps[i].nestkit && nk_caps[i - 1].nestkit)
+			fprintf(f, "%srelated upstream capabilities:\n", indent);
+		fprintf(f, "%s  %-32s %-24s %s\n", indent, nk_caps[i].name,
+			nk_cap_describe(v, desc, sizeof(desc)), nk_caps[i].feature);
+		if (nk_caps[i].nestkit && v <= 0)
+			missing++;
+	}
+	return missing;
+}

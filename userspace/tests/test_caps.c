@@ -21,7 +21,7 @@ static void test_numbers_are_private(void)
 		for (j = 0; j < i; j++)
 			CHECK(nk_caps[j].cap != nk_caps[i].cap);
 	}
-	CHECK(n == 4);
+	CHECK(n == NK_NR_NESTKIT_CAPS);
 }
 
 static void test_describe(void)

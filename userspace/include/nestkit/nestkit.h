@@ -6,6 +6,7 @@
 #define NESTKIT_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include "caps.h"
@@ -47,5 +48,13 @@ long nk_check_cap(const struct nk_kvm *kvm, uint32_t cap);
  * "present (value 0x...)". Returns @buf.
  */
 const char *nk_cap_describe(long value, char *buf, size_t len);
+
+/*
+ * Print every capability of nk_caps[] with its value to @f, each line
+ * prefixed by @indent, under two headings (nestkit's own, related upstream).
+ * Returns how many of nestkit's own capabilities are absent.
+ */
+int nk_probe_print(FILE *f, const struct nk_kvm *kvm, const char *indent);
+#define NK_NR_NESTKIT_CAPS 4
 
 #endif
