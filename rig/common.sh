@@ -23,7 +23,7 @@ DEMO_TESTS="snapshot_test"
 # Plan entries that a nested demo VMM provides: NAME runs
 # userspace/demo/nested/NAME.c, built as nestkit-NAME-demo (_ as -), through
 # a link /tests/NAME. Not KVM selftests either.
-NESTED_TESTS="snapshot_nested vmbus_relay"
+NESTED_TESTS="snapshot_nested vmbus_relay vmware_tools"
 # Plan entries that are scripts of rig/guest/ (SCRIPT_NAME_SUFFIX runs
 # rig/guest/SCRIPT_NAME, which reads its suffix from its name).
 SCRIPT_TESTS="kvm_modules_stock kvm_modules_dkms"

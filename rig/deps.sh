@@ -10,7 +10,7 @@
 #   bsdutils (script), util-linux (flock, setsid), procps (pkill), file,
 #   xz-utils, gzip, git, perl                                   rig glue
 #   python3 python3-ply python3-git    checkpatch.pl runs scripts/spdxcheck.py
-#   dkms, linux-headers-$BASE_ABI-$BASE_FLAVOUR, kmod, pkg-config
+#   dkms, linux-headers-$BASE_ABI-$BASE_FLAVOUR, kmod, pkg-config, openssl
 #                                the packages' install test (rig/dkms-test.sh):
 #                                DKMS builds nestkit-dkms for Debian's kernel
 #                                (the headers pull in its image, as for a user)
@@ -20,7 +20,7 @@ pkgs=(linux-source-6.12 build-essential flex bison bc libelf-dev libssl-dev cpio
       ccache busybox-static qemu-system-x86 bochs bochs-term bochsbios vgabios
       isolinux syslinux-common genisoimage bsdutils util-linux procps file xz-utils gzip git perl
       python3 python3-ply python3-git
-      dkms "linux-headers-$BASE_ABI-$BASE_FLAVOUR" kmod pkg-config)
+      dkms "linux-headers-$BASE_ABI-$BASE_FLAVOUR" kmod pkg-config openssl)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")

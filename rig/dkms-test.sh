@@ -28,6 +28,17 @@ if dpkg-query -W -f='${Status}' nestkit-dkms 2>/dev/null | grep -q installed; th
 	apt-get remove -y -q nestkit-dkms >/dev/null || fail "cannot remove a leftover nestkit-dkms"
 fi
 
+# A second kernel with "headers", of a version the package does not support,
+# as on a machine that also has an older kernel installed: the install must
+# name it, build nothing for it, and still succeed for Debian's.
+other=6.1.0-99-amd64
+[ ! -e "/lib/modules/$other" ] || fail "/lib/modules/$other exists: not ours to use"
+fakehdr=$(mktemp -d)
+trap 'rm -rf "$fakehdr" "/lib/modules/$other"' EXIT
+mkdir -p "$fakehdr/include/generated" "/lib/modules/$other"
+echo "#define UTS_RELEASE \"$other\"" >"$fakehdr/include/generated/utsrelease.h"
+ln -s "$fakehdr" "/lib/modules/$other/build"
+
 # 1. Install: DKMS builds for every kernel with headers (here: Debian's).
 t=$(date +%s)
 log=$(dpkg -i "$debs/nestkit-dkms_${version}_all.deb" 2>&1) || { echo "$log"; fail "dpkg -i nestkit-dkms"; }
@@ -42,7 +53,15 @@ for m in kvm kvm-intel kvm-amd; do
 	case $f in */updates/dkms/*) ;; *) fail "modprobe would load $f for $m, not the DKMS module" ;; esac
 	[ "$(modinfo -F vermagic "$f" | cut -d' ' -f1)" = "$release" ] || fail "$f: wrong vermagic"
 done
-ok "kvm, kvm-intel, kvm-amd built for $release in $secs s (dpkg -i, DKMS build included), first in modprobe's order"
+# DKMS signed them with the machine owner key, for Secure Boot.
+serial=$(openssl x509 -inform DER -in /var/lib/dkms/mok.pub -noout -serial | cut -d= -f2)
+for m in kvm kvm-intel kvm-amd; do
+	f=$(modinfo -k "$release" -F filename "$m")
+	key=$(modinfo -F sig_key "$f" | tr -d ':\n')
+	[ -n "$key" ] && [ "${key^^}" = "${serial^^}" ] ||
+		fail "$f is not signed with /var/lib/dkms/mok.pub (sig_key '$key', MOK serial $serial)"
+done
+ok "kvm, kvm-intel, kvm-amd built for $release in $secs s (dpkg -i, DKMS build included), signed with the DKMS MOK, first in modprobe's order"
 
 rm -rf "$mods"; mkdir -p "$mods"
 for m in kvm kvm-intel kvm-amd; do
@@ -56,13 +75,14 @@ done
 
 # 2. A kernel the package does not support: one clear message, nothing built.
 check="nestkit-dkms refuses other kernels"
-fake=$(mktemp -d)
-mkdir -p "$fake/include/generated"
-echo '#define UTS_RELEASE "6.1.0-99-amd64"' >"$fake/include/generated/utsrelease.h"
-msg=$(make -s -C "/usr/src/nestkit-$version" KDIR="$fake" 2>&1) && fail "the build accepted kernel 6.1.0-99-amd64"
-rm -rf "$fake"
+grep -q "^nestkit-dkms: not building for kernel $other: nestkit supports only $BASE_ABI-" <<<"$log" ||
+	fail "dpkg -i did not name kernel $other as unsupported"
+grep -q "$other" <<<"$(dkms_status)" && fail "dkms status lists $other: $(dkms_status)"
+[ ! -e "/lib/modules/$other/updates" ] || fail "modules were installed for $other"
+msg=$(make -s -C "/usr/src/nestkit-$version" KDIR="/lib/modules/$other/build" 2>&1) &&
+	fail "the package Makefile accepted kernel $other"
 grep -q "supports only $BASE_ABI-" <<<"$msg" || fail "no clear message for an unsupported kernel: $msg"
-ok "$(grep "^nestkit:" <<<"$msg" | tr "\n" " ")"
+ok "$other: named by dpkg -i, nothing built or installed; the Makefile says: $(grep "^nestkit:" <<<"$msg" | tr "\n" " ")"
 grep -q '^BUILD_EXCLUSIVE_KERNEL="\^6' "/usr/src/nestkit-$version/dkms.conf" ||
 	fail "dkms.conf does not restrict the kernel"
 
