@@ -56,7 +56,10 @@ boot_one() {
 	demo) args="nestkit.demo=1" ;;
 	# Guest memory: 6 GiB on svm for the bench (64 MiB-1 GiB), 1 GiB on vmx
 	# (64 MiB); the bench needs 3 copies.
-	bench) args="nestkit.bench=$( [ "$v" = svm ] && echo 16384,65536,262144 || echo 16384)" ;;
+	# $BENCH_PAGES / $BENCH_COST override the snapshot pages ("none") and
+	# the cost bench's iterations[:cases] (rig/bench.sh).
+	bench) args="nestkit.bench=${BENCH_PAGES:-$( [ "$v" = svm ] && echo 16384,65536,262144 || echo 16384)}"
+	       args="$args nestkit.cost=${BENCH_COST:-1000}" ;;
 	*) args="nestkit.plan=$t" ;;
 	esac
 	args="$args $("$NESTKIT_ROOT/rig/plan.sh" --cmdline "$t")"
@@ -70,7 +73,7 @@ report_one() {
 	local t=$1 rc=$2
 	info "$t finished after $(cat "$outdir/$t/seconds" 2>/dev/null || echo '?') s (status $rc)"
 	if [ "$mode" = bench ]; then
-		grep -a -E '^# (bench|nestkit: bench)|Bail out' "$outdir/$t/console.log" | sed "s/^/  [$t] /"
+		grep -a -E '^# (bench|cost|nestkit: bench|nestkit: cost)|^nestkit-cost|Bail out' "$outdir/$t/console.log" | sed "s/^/  [$t] /"
 	elif [ "$mode" = demo ]; then
 		sed -n '/^nestkit-demo/,/^# nestkit: done/p;/Bail out/p' "$outdir/$t/console.log" |
 			grep -E '^(nestkit-|  |Bail out|# snapshot)' | sed "s/^/  [$t] /"
