@@ -83,16 +83,23 @@ report_one() {
 	fi
 }
 
-# Run in pairs, as many as there are cores, in the order given.
-targets=("$@")
-while [ ${#targets[@]} -gt 0 ]; do
-	batch=("${targets[@]:0:$(nproc)}")
-	targets=("${targets[@]:${#batch[@]}}")
-	pids=()
-	for t in "${batch[@]}"; do boot_one "$t" & pids+=($!); done
-	for i in "${!batch[@]}"; do
-		rc=0
-		wait "${pids[$i]}" || rc=$?
-		report_one "${batch[$i]}" "$rc"
-	done
+# As many emulators at a time as there are cores (each is single-threaded).
+# Bochs targets first: they take several times longer than QEMU ones, so
+# starting them early keeps both cores busy until the end. Each target is
+# reported as it finishes.
+mapfile -t targets < <(printf '%s\n' "$@" | grep '^vmx' || true; printf '%s\n' "$@" | grep -v '^vmx' || true)
+declare -A target_of=()
+running=0
+reap() {
+	local rc=0 pid
+	wait -n -p pid || rc=$?
+	running=$((running - 1))
+	report_one "${target_of[$pid]}" "$rc"
+}
+for t in "${targets[@]}"; do
+	[ "$running" -lt "$(nproc)" ] || reap
+	boot_one "$t" &
+	target_of[$!]=$t
+	running=$((running + 1))
 done
+while [ "$running" -gt 0 ]; do reap; done
