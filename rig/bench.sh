@@ -17,16 +17,19 @@ iterations=${BENCH_ITERATIONS:-1000}
 # The paths that use no nestkit capability: run on both kernels.
 base_cases=ipi,base-vmcall,base-gp,base-pf
 
-"$NESTKIT_ROOT/rig/deps.sh"
-after=$("$NESTKIT_ROOT/rig/build.sh")
-before=$("$NESTKIT_ROOT/rig/build.sh" -k -n 0)
 out=$NESTKIT_ROOT/out/bench
-rm -rf "$out"
-step "patched kernel: snapshot bench and every cost case ($iterations iterations each)"
-BENCH_COST=$iterations "$NESTKIT_ROOT/rig/run-guests.sh" "$after" "$out/patched" bench svm vmx
-step "pristine $BASE_PACKAGE: the cost cases without a capability"
-BENCH_PAGES=none BENCH_COST=$iterations:$base_cases NESTED_DEMOS=$after/demo \
-	"$NESTKIT_ROOT/rig/run-guests.sh" "$before" "$out/pristine" bench svm vmx
+# BENCH_TABLES_ONLY=1: write the tables again from the logs of the last run.
+if [ -z "${BENCH_TABLES_ONLY:-}" ]; then
+	"$NESTKIT_ROOT/rig/deps.sh"
+	after=$("$NESTKIT_ROOT/rig/build.sh")
+	before=$("$NESTKIT_ROOT/rig/build.sh" -k -n 0)
+	rm -rf "$out"
+	step "patched kernel: snapshot bench and every cost case ($iterations iterations each)"
+	BENCH_COST=$iterations "$NESTKIT_ROOT/rig/run-guests.sh" "$after" "$out/patched" bench svm vmx
+	step "pristine $BASE_PACKAGE: the cost cases without a capability"
+	BENCH_PAGES=none BENCH_COST=$iterations:$base_cases NESTED_DEMOS=$after/demo \
+		"$NESTKIT_ROOT/rig/run-guests.sh" "$before" "$out/pristine" bench svm vmx
+fi
 
 ok=1
 for k in patched pristine; do
@@ -61,7 +64,7 @@ done
 for k in patched pristine; do
 	for v in svm vmx; do
 		grep -a '^# cost [a-z0-9-]*: n ' "$out/$k/$v/console.log" | tr -d '\r' |
-			awk -v k="$k" -v v="$v" '{ sub(/:$/, "", $3); print k, v, $3, $7, $9, $11, $13, $15 }'
+			awk -v k="$k" -v v="$v" '{ sub(/:$/, "", $3); sub(/;$/, "", $15); print k, v, $3, $7, $9, $11, $13, $15 }'
 	done
 done >"$out/costs.txt"
 
@@ -127,7 +130,7 @@ ratio() {
 	for k in patched pristine; do
 		for v in svm vmx; do
 			grep -a -E '^# cost ' "$out/$k/$v/console.log" | tr -d '\r' |
-				sed -e "s/^# cost /- $k $v /" -e 's/: n .*; /: /'
+				sed -e "s/^# cost /- $k $v /" -e 's/: n [0-9]* min .* userspace-exits\/op [0-9.]*; /: /'
 		done
 	done
 } >"$out/costs.md"
