@@ -31,8 +31,11 @@ image)
 	if [ ! -f "$dir/done" ]; then
 		step "fetching Debian's $pkg ($BASE_VERSION) with apt"
 		rm -rf "$dir"; mkdir -p "$dir/stock"
-		(cd "$dir" && logged "$dir/apt.log" apt-get download "$pkg=$BASE_VERSION") ||
-			die "cannot download $pkg $BASE_VERSION (see $dir/apt.log)"
+		# The package lists may be older than the machine's last update.
+		(cd "$dir" && apt-get download "$pkg=$BASE_VERSION" >"$dir/apt.log" 2>&1) || {
+			logged "$dir/apt-update.log" apt-get update -q &&
+				(cd "$dir" && logged "$dir/apt.log" apt-get download "$pkg=$BASE_VERSION")
+		} || die "cannot download $pkg $BASE_VERSION (see $dir/apt.log)"
 		dpkg-deb -x "$dir"/"${pkg}"_*.deb "$dir/root"
 		cp "$dir/root/boot/vmlinuz-$release" "$dir/vmlinuz"
 		# Both vendor modules and their dependencies (ccp for SEV).
