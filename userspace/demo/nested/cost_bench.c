@@ -297,13 +297,8 @@ static void l1_vmx(struct vmx_pages *vmx, struct hyperv_test_pages *hv)
 		current_evmcs->hv_vm_id = 1;
 		current_evmcs->hv_vp_id = 1;
 	}
-	if (l2_cpl3()) {
-		vmwrite(EXCEPTION_BITMAP, BIT(GP_VECTOR));
-		vmwrite(GUEST_CS_SELECTOR, vmreadz(GUEST_CS_SELECTOR) | 3);
-		vmwrite(GUEST_CS_AR_BYTES, vmreadz(GUEST_CS_AR_BYTES) | (3 << 5));
-		vmwrite(GUEST_SS_SELECTOR, vmreadz(GUEST_SS_SELECTOR) | 3);
-		vmwrite(GUEST_SS_AR_BYTES, vmreadz(GUEST_SS_AR_BYTES) | (3 << 5));
-	}
+	if (l2_cpl3())
+		nested_demo_vmx_l2_cpl3();
 	GUEST_SYNC(SYNC_START);
 	for (;;) {
 		u32 reason;
@@ -338,14 +333,8 @@ static void l1_svm(struct svm_test_data *svm, struct hyperv_test_pages *hv)
 		vmcb->control.hv_enlightenments.hv_vm_id = 1;
 		vmcb->control.hv_enlightenments.hv_vp_id = 1;
 	}
-	if (l2_cpl3()) {
-		vmcb->control.intercept_exceptions |= BIT(GP_VECTOR);
-		vmcb->save.cs.selector |= 3;
-		vmcb->save.cs.attrib |= SVM_SELECTOR_DPL_MASK;
-		vmcb->save.ss.selector |= 3;
-		vmcb->save.ss.attrib |= SVM_SELECTOR_DPL_MASK;
-		vmcb->save.cpl = 3;
-	}
+	if (l2_cpl3())
+		nested_demo_svm_l2_cpl3(vmcb);
 	GUEST_SYNC(SYNC_START);
 	for (;;) {
 		run_guest(vmcb, svm->vmcb_gpa);

@@ -5,6 +5,9 @@
 
 #include "kvm_util.h"
 #include "ucall_common.h"
+#include "processor.h"
+#include "vmx.h"
+#include "svm_util.h"
 
 /* The exit that ends a demo's run loop: L1's GUEST_DONE (or its assertion). */
 static inline void nested_demo_expect_done(struct kvm_vcpu *vcpu)
@@ -20,6 +23,30 @@ static inline void nested_demo_expect_done(struct kvm_vcpu *vcpu)
 	default:
 		TEST_FAIL("unexpected ucall %lu", uc.cmd);
 	}
+}
+
+/*
+ * L1 code: run L2 at CPL3 (CS and SS with DPL 3; the VMM maps guest memory
+ * user-accessible with vm_set_user_bit()), with #GP intercepted, as under
+ * Hyper-V for a user-mode program.
+ */
+static inline void nested_demo_vmx_l2_cpl3(void)
+{
+	vmwrite(EXCEPTION_BITMAP, BIT(GP_VECTOR));
+	vmwrite(GUEST_CS_SELECTOR, vmreadz(GUEST_CS_SELECTOR) | 3);
+	vmwrite(GUEST_CS_AR_BYTES, vmreadz(GUEST_CS_AR_BYTES) | (3 << 5));
+	vmwrite(GUEST_SS_SELECTOR, vmreadz(GUEST_SS_SELECTOR) | 3);
+	vmwrite(GUEST_SS_AR_BYTES, vmreadz(GUEST_SS_AR_BYTES) | (3 << 5));
+}
+
+static inline void nested_demo_svm_l2_cpl3(struct vmcb *vmcb)
+{
+	vmcb->control.intercept_exceptions |= BIT(GP_VECTOR);
+	vmcb->save.cs.selector |= 3;
+	vmcb->save.cs.attrib |= SVM_SELECTOR_DPL_MASK;
+	vmcb->save.ss.selector |= 3;
+	vmcb->save.ss.attrib |= SVM_SELECTOR_DPL_MASK;
+	vmcb->save.cpl = 3;
 }
 
 #endif

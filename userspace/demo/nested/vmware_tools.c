@@ -77,12 +77,7 @@ static void l1_vmx(struct vmx_pages *vmx)
 	GUEST_ASSERT(prepare_for_vmx_operation(vmx));
 	GUEST_ASSERT(load_vmcs(vmx));
 	prepare_vmcs(vmx, l2_vmware_tools, &stack[L2_GUEST_STACK_SIZE]);
-	vmwrite(EXCEPTION_BITMAP, BIT(GP_VECTOR));
-	/* L2 at CPL3: CS and SS with DPL 3 (the guest maps its pages user). */
-	vmwrite(GUEST_CS_SELECTOR, vmreadz(GUEST_CS_SELECTOR) | 3);
-	vmwrite(GUEST_CS_AR_BYTES, vmreadz(GUEST_CS_AR_BYTES) | (3 << 5));
-	vmwrite(GUEST_SS_SELECTOR, vmreadz(GUEST_SS_SELECTOR) | 3);
-	vmwrite(GUEST_SS_AR_BYTES, vmreadz(GUEST_SS_AR_BYTES) | (3 << 5));
+	nested_demo_vmx_l2_cpl3();
 	GUEST_ASSERT(!vmlaunch());
 	reason = vmreadz(VM_EXIT_REASON);
 	if (reason == EXIT_REASON_EXCEPTION_NMI &&
@@ -99,12 +94,7 @@ static void l1_svm(struct svm_test_data *svm)
 	struct vmcb *vmcb = svm->vmcb;
 
 	generic_svm_setup(svm, l2_vmware_tools, &stack[L2_GUEST_STACK_SIZE]);
-	vmcb->control.intercept_exceptions |= BIT(GP_VECTOR);
-	vmcb->save.cs.selector |= 3;
-	vmcb->save.cs.attrib |= SVM_SELECTOR_DPL_MASK;
-	vmcb->save.ss.selector |= 3;
-	vmcb->save.ss.attrib |= SVM_SELECTOR_DPL_MASK;
-	vmcb->save.cpl = 3;
+	nested_demo_svm_l2_cpl3(vmcb);
 	run_guest(vmcb, svm->vmcb_gpa);
 	if (vmcb->control.exit_code == SVM_EXIT_EXCP_BASE + GP_VECTOR)
 		l1_gp_exits++;
@@ -119,21 +109,6 @@ static void l1_guest_code(void *nested)
 		l1_svm(nested);
 	else
 		l1_vmx(nested);
-}
-
-/* CPL3 access to all guest memory: set the U bit at every level. */
-static void set_user_bit(struct kvm_vm *vm, u64 table_gpa, int level)
-{
-	u64 *pte = addr_gpa2hva(vm, table_gpa);
-	int i;
-
-	for (i = 0; i < 512; i++) {
-		if (!(pte[i] & PTE_PRESENT_MASK))
-			continue;
-		pte[i] |= PTE_USER_MASK;
-		if (level > 1 && !(pte[i] & PTE_LARGE_MASK))
-			set_user_bit(vm, PTE_GET_PA(pte[i]), level - 1);
-	}
 }
 
 static void usage(void)
@@ -188,7 +163,7 @@ int main(int argc, char *argv[])
 	else
 		vcpu_alloc_vmx(vm, &nested_gva);
 	vcpu_args_set(vcpu, 1, nested_gva);
-	set_user_bit(vm, vm->pgd, vm->pgtable_levels);
+	vm_set_user_bit(vm);	/* CPL3 access to all guest memory */
 	sync_global_to_guest(vm, vmw_is_amd);
 
 	kvm_fd = open_kvm_dev_path_or_exit();
