@@ -59,7 +59,7 @@ boot_one() {
 	# $BENCH_PAGES / $BENCH_COST override the snapshot pages ("none") and
 	# the cost bench's iterations[:cases] (rig/bench.sh).
 	bench) args="nestkit.bench=${BENCH_PAGES:-$( [ "$v" = svm ] && echo 16384,65536,262144 || echo 16384)}"
-	       args="$args nestkit.cost=${BENCH_COST:-1000}" ;;
+	       args="$args nestkit.cost=${BENCH_COST:-1000} nestkit.rounds=${BENCH_ROUNDS:-1}" ;;
 	*) args="nestkit.plan=$t" ;;
 	esac
 	args="$args $("$NESTKIT_ROOT/rig/plan.sh" --cmdline "$t")"

@@ -955,8 +955,9 @@ static void usage(void)
 {
 	int i;
 
-	fprintf(stderr, "usage: %s [--iterations N] [--cases NAME,...]\n"
-		"  N: 1000 by default, at most %d; cases:", PROG, MAX_ITERATIONS);
+	fprintf(stderr, "usage: %s [--iterations N] [--rounds R] [--cases NAME,...]\n"
+		"  N: 1000 by default, at most %d; R: 1 by default, at most 10; cases:",
+		PROG, MAX_ITERATIONS);
 	for (i = 0; i < NR_CASES; i++)
 		fprintf(stderr, " %s", case_name[i]);
 	fprintf(stderr, " (default: all)\n");
@@ -970,8 +971,11 @@ int main(int argc, char *argv[])
 		C_IO_L1, C_IO_L2, C_MF_UFFD, C_RELAY_L2, C_VMW_L2, C_VMW_L1, C_VMW_REFLECT, C_RRR,
 		C_MF_EXIT,
 	};
-	static char line[NR_CASES][512];
-	bool want[NR_CASES] = {}, all = true, failed = false;
+	static char line[NR_CASES][600];
+	static struct result best[NR_CASES];
+	bool want[NR_CASES] = {}, ran[NR_CASES] = {}, all = true, failed = false;
+	u64 lo[NR_CASES] = {}, hi[NR_CASES] = {};
+	u32 r, rounds = 1;
 	int k, nlines = 0;
 	struct result res;
 	u64 overhead = 0;
@@ -984,6 +988,12 @@ int main(int argc, char *argv[])
 
 			n = strtoul(argv[++i], &end, 10);
 			if (*end || n < 1 || n > MAX_ITERATIONS)
+				usage();
+		} else if (!strcmp(argv[i], "--rounds") && i + 1 < argc) {
+			char *end;
+
+			rounds = strtoul(argv[++i], &end, 10);
+			if (*end || rounds < 1 || rounds > 10)
 				usage();
 		} else if (!strcmp(argv[i], "--cases") && i + 1 < argc) {
 			char *list = strdup(argv[++i]), *tok, *save;
@@ -1008,42 +1018,61 @@ int main(int argc, char *argv[])
 		return 1;
 	}
 	g.vmw_version = NK_VMWARE_VERSION;
-	printf("%s: %s, %u iterations per case; figures are TSC ticks per operation minus the cost of two RDTSCs\n",
-	       PROG, g.is_amd ? "SVM" : "VMX", n);
+	printf("%s: %s, %u iterations per case, %u round(s); figures are TSC ticks per operation minus the cost of two RDTSCs\n",
+	       PROG, g.is_amd ? "SVM" : "VMX", n, rounds);
 
 	/*
 	 * The calibration first, then the cases the pristine kernel runs too
-	 * (rig/bench.sh), in the same order on both kernels, then the rest.
-	 * Figures are printed only once every case has run and checked out.
+	 * (rig/bench.sh), in the same order on both kernels, then the rest;
+	 * all of it --rounds times, each case in a fresh VM every time. A
+	 * case's figures are those of its round with the lowest minimum; the
+	 * spread of the rounds' minimums shows how much the state the earlier
+	 * VMs left behind moves a figure. Figures are printed only once every
+	 * case has run and checked out in every round.
 	 */
+	for (r = 0; r < rounds; r++) {
+		for (k = 0; k < NR_CASES; k++) {
+			enum kase c = order[k];
+			const char *why;
+
+			if (c != C_EMPTY && !all && !want[c])
+				continue;
+			why = unavailable(c);
+			if (why) {
+				printf("# cost %s: FAILED: unavailable (%s)\n", case_name[c], why);
+				failed = true;
+				continue;
+			}
+			run_case(c, n, c == C_EMPTY ? 0 : overhead, &res);
+			if (!res.ok) {
+				printf("# cost %s: FAILED in round %u: %s\n", case_name[c], r, res.check);
+				failed = true;
+				continue;
+			}
+			if (!ran[c] || res.min < best[c].min)
+				best[c] = res;
+			lo[c] = !ran[c] || res.min < lo[c] ? res.min : lo[c];
+			hi[c] = !ran[c] || res.min > hi[c] ? res.min : hi[c];
+			ran[c] = true;
+			if (c == C_EMPTY && !r)
+				overhead = res.median;
+		}
+	}
 	for (k = 0; k < NR_CASES; k++) {
 		enum kase c = order[k];
-		const char *why;
+		struct result *b = &best[c];
 		double per = n;
 
-		if (c != C_EMPTY && !all && !want[c])
+		if (!ran[c])
 			continue;
-		why = unavailable(c);
-		if (why) {
-			printf("# cost %s: FAILED: unavailable (%s)\n", case_name[c], why);
-			failed = true;
-			continue;
-		}
-		run_case(c, n, overhead, &res);
-		if (!res.ok) {
-			printf("# cost %s: FAILED: %s\n", case_name[c], res.check);
-			failed = true;
-			continue;
-		}
 		snprintf(line[nlines++], sizeof(line[0]),
-			 "# cost %s: n %u min %llu median %llu max %llu exits/op %.2f emul/op %.2f io/op %.2f nested-runs %llu pf/op %.2f userspace-exits/op %.2f; %s\n",
-			 case_name[c], n, (unsigned long long)res.min,
-			 (unsigned long long)res.median, (unsigned long long)res.max,
-			 res.d[ST_EXITS] / per, res.d[ST_EMUL] / per, res.d[ST_IO] / per,
-			 (unsigned long long)res.d[ST_NESTED_RUN], res.d[ST_PF_FIXED] / per,
-			 res.userspace_exits / per, res.check);
-		if (c == C_EMPTY)
-			overhead = res.median;
+			 "# cost %s: n %u min %llu median %llu max %llu exits/op %.2f emul/op %.2f io/op %.2f nested-runs %llu pf/op %.2f userspace-exits/op %.2f rounds %u round-min-max %llu %llu; %s\n",
+			 case_name[c], n, (unsigned long long)b->min,
+			 (unsigned long long)b->median, (unsigned long long)b->max,
+			 b->d[ST_EXITS] / per, b->d[ST_EMUL] / per, b->d[ST_IO] / per,
+			 (unsigned long long)b->d[ST_NESTED_RUN], b->d[ST_PF_FIXED] / per,
+			 b->userspace_exits / per, rounds, (unsigned long long)lo[c],
+			 (unsigned long long)hi[c], b->check);
 	}
 	if (failed) {
 		printf("# cost: a case failed: no figures\n");
