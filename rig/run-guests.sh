@@ -3,7 +3,7 @@
 # machine (two at a time: each emulator is single-threaded), collect results.
 # Usage: run-guests.sh BUILD_DIR OUTDIR MODE TARGET...
 #   MODE "plan": run tests/plans/TARGET.list; "demo": run the demo VMM;
-#   "bench": the demo VMM's snapshot benchmark.
+#   "bench": the cost bench and the snapshot benchmark (rig/bench.sh).
 #   A target is a vendor (svm, vmx) or vendor-variant (see rig/plan.sh).
 #   A plan with "#! kernel: debian" boots Debian's own image instead
 #   (rig/stock.sh) with the KVM modules in $NESTKIT_DKMS_MODULES (the
@@ -24,9 +24,9 @@ cp "$outdir/userspace/nestkit-demo" "$demo"
 cp "$outdir/userspace/nestkit" "$outdir/nestkit"
 "$NESTKIT_ROOT/rig/pack-initramfs.sh" "$build" "$demo" "$outdir/initrd.gz"
 
-declare -A kernel=() initrd=() norun=()
+declare -A kernel=() initrd=() norun=() label=()
 for t in "$@"; do
-	kernel[$t]=$build/bzImage initrd[$t]=$outdir/initrd.gz
+	kernel[$t]=$build/bzImage initrd[$t]=$outdir/initrd.gz label[$t]=
 	[ "$mode" = plan ] && [ "$("$NESTKIT_ROOT/rig/plan.sh" --kernel "$t")" = debian ] || continue
 	if [ ! -f "${NESTKIT_DKMS_MODULES:-/nonexistent}/kvm.ko" ]; then
 		norun[$t]="no DKMS-built modules (the nestkit-dkms install on the host failed)"
@@ -38,6 +38,7 @@ for t in "$@"; do
 			"$outdir/initrd-debian.gz"
 	fi
 	kernel[$t]=$stock/vmlinuz initrd[$t]=$outdir/initrd-debian.gz
+	label[$t]=", Debian's $(basename "$stock")"
 done
 
 # Budgets are host seconds for boot + the whole plan, generous for a loaded
@@ -48,7 +49,7 @@ declare -A limit=([svm]=600 [vmx]=1500)
 boot_one() {
 	local t=$1 v=${1%%-*} args
 	if [ -n "${norun[$t]:-}" ]; then
-		mkdir -p "$outdir/$t"; : >"$outdir/$t/console.log"
+		mkdir -p "$outdir/$t"
 		echo "Bail out! ${norun[$t]}" >"$outdir/$t/console.log"
 		return 2
 	fi
@@ -63,7 +64,7 @@ boot_one() {
 	*) args="nestkit.plan=$t" ;;
 	esac
 	args="$args $("$NESTKIT_ROOT/rig/plan.sh" --cmdline "$t")"
-	step "booting $t ($( [ "$v" = svm ] && echo 'QEMU TCG, AMD SVM+NPT' || echo 'Bochs, Intel VMX+EPT'))${stock:+$( [ "${kernel[$t]}" = "$build/bzImage" ] || echo ", Debian's $(basename "$stock")")} $args"
+	step "booting $t ($( [ "$v" = svm ] && echo 'QEMU TCG, AMD SVM+NPT' || echo 'Bochs, Intel VMX+EPT'))${label[$t]} $args"
 	# shellcheck disable=SC2086
 	"$NESTKIT_ROOT/rig/boot.sh" "$v" "${kernel[$t]}" "${initrd[$t]}" "$outdir/$t" \
 		"${limit[$v]}" $args
