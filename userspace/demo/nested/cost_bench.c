@@ -10,7 +10,7 @@
  * instruction per ns), so a sample is the instructions the whole stack
  * executed for one operation: L2, L1, L0's KVM, this program, and back.
  * Under Bochs it is virtual time. The cost of the two RDTSCs (case "empty")
- * is subtracted.
+ * is subtracted from every other case.
  *
  * Every case checks its own outcome (each post answered with success by
  * this VMM, each backdoor IN answered with the VMM's version and magic,
@@ -37,8 +37,11 @@
  *                    this VMM, from L1 and from L2: what any L2 exit that
  *                    reaches L0's userspace costs beyond the same exit from
  *                    L1 (the floor under relay-l2 and vmw-l2)
- * "ipi" and the base-* cases use no nestkit capability: rig/bench.sh runs
- * them on the patched and on the pristine kernel.
+ * Cases that use no nestkit capability (ipi, base-*, relay-l1,
+ * relay-reflect, io-*, mf-uffd): rig/bench.sh runs them on the patched and
+ * on the pristine kernel. Each case checks its outcome and, from KVM's vCPU
+ * statistics around the measured loop, where each operation went;
+ * --rounds repeats every case in fresh VMs.
  */
 #include <errno.h>
 #include <fcntl.h>
