@@ -240,6 +240,13 @@ static void l2_main(void)
 	l2_hypercall(0, 0);
 }
 
+/* The cases whose operation L2 does (L1 runs L2 on nested paging). */
+static bool l2_case(enum kase c)
+{
+	return c == C_RELAY_L2 || c == C_RELAY_REFLECT || c == C_VMW_L2 ||
+	       c == C_VMW_REFLECT || c == C_BASE_VMCALL || c == C_BASE_GP || c == C_IO_L2;
+}
+
 static bool l2_cpl3(void)
 {
 	return g.kase == C_VMW_L2 || g.kase == C_VMW_REFLECT || g.kase == C_BASE_GP;
@@ -355,6 +362,23 @@ static void l1_svm(struct svm_test_data *svm, struct hyperv_test_pages *hv)
 	GUEST_DONE();
 }
 
+/*
+ * An IPI to vCPU 1 (xAPIC): write ICR2 and ICR, then poll ICR while
+ * (ICR & @mask) == @pending. Returns the last ICR read. Inlined: it is
+ * inside the timed region.
+ */
+static __always_inline u32 icr_send(u32 low, u32 mask, u32 pending)
+{
+	u32 icr;
+
+	xapic_write_reg(APIC_ICR2, SET_APIC_DEST_FIELD(1));
+	xapic_write_reg(APIC_ICR, low);
+	do
+		icr = xapic_read_reg(APIC_ICR);
+	while ((icr & mask) == pending);
+	return icr;
+}
+
 /* L1 cases without L2. */
 static void l1_alone(void)
 {
@@ -377,23 +401,15 @@ static void l1_alone(void)
 			break;
 		case C_RRR:
 			TIMED(i, {
-				xapic_write_reg(APIC_ICR2, SET_APIC_DEST_FIELD(1));
-				xapic_write_reg(APIC_ICR, APIC_DM_REMRD | REMOTE_ID_REG);
-				do
-					icr = xapic_read_reg(APIC_ICR);
-				while ((icr & APIC_ICR_RR_MASK) == APIC_ICR_RR_INPROG);
+				icr = icr_send(APIC_DM_REMRD | REMOTE_ID_REG, APIC_ICR_RR_MASK,
+					       APIC_ICR_RR_INPROG);
 				val = xapic_read_reg(APIC_RRR);
 			});
 			g.good += (icr & APIC_ICR_RR_MASK) == APIC_ICR_RR_VALID && val == (1u << 24);
 			break;
 		case C_IPI:
-			TIMED(i, {
-				xapic_write_reg(APIC_ICR2, SET_APIC_DEST_FIELD(1));
-				xapic_write_reg(APIC_ICR, APIC_DM_FIXED | IPI_VECTOR);
-				do
-					icr = xapic_read_reg(APIC_ICR);
-				while (icr & APIC_ICR_BUSY);
-			});
+			TIMED(i, icr = icr_send(APIC_DM_FIXED | IPI_VECTOR, APIC_ICR_BUSY,
+						APIC_ICR_BUSY));
 			g.good += (icr & (APIC_ICR_BUSY | 0xff)) == IPI_VECTOR;
 			break;
 		case C_MF_EXIT:
@@ -420,9 +436,7 @@ static void l1_guest_code(void *nested, struct hyperv_test_pages *hv, u64 hcall_
 {
 	if (hyperv_case())
 		l1_hyperv_setup(hv, hcall_gpa);
-	if (g.kase == C_RELAY_L2 || g.kase == C_RELAY_REFLECT || g.kase == C_VMW_L2 ||
-	    g.kase == C_VMW_REFLECT || g.kase == C_BASE_VMCALL || g.kase == C_BASE_GP ||
-	    g.kase == C_IO_L2) {
+	if (l2_case(g.kase)) {
 		if (g.is_amd)
 			l1_svm(nested, hv);
 		else
@@ -692,12 +706,6 @@ static const char *unavailable(enum kase c)
 	}
 }
 
-static bool nested_case(enum kase c)
-{
-	return c == C_RELAY_L2 || c == C_RELAY_REFLECT || c == C_VMW_L2 ||
-	       c == C_VMW_REFLECT || c == C_BASE_VMCALL || c == C_BASE_GP || c == C_IO_L2;
-}
-
 static void run_case(enum kase c, u32 n, u64 overhead, struct result *res)
 {
 	vm_vaddr_t nested_gva = 0, hv_gva = 0, post_gva, hcall_gva;
@@ -773,7 +781,7 @@ static void run_case(enum kase c, u32 n, u64 overhead, struct result *res)
 		vcpu_enable_cap(vmm.vcpu, KVM_CAP_HYPERV_SYNIC2, 0);
 		vcpu_set_msr(vmm.vcpu, HV_X64_MSR_VP_INDEX, vmm.vcpu->id);
 	}
-	if (nested_case(c)) {
+	if (l2_case(c)) {
 		if (g.is_amd) {
 			svm = vcpu_alloc_svm(vmm.vm, &nested_gva);
 		} else {
