@@ -2,7 +2,7 @@
 #   base -> prepare (series) -> build -> pack-initramfs -> boot -> collect
 export NESTKIT_T0 := $(shell date +%s)
 
-.PHONY: help deps build check check-series demo bench unit deb dkms pq-edit pq-export clean distclean
+.PHONY: help deps build check check-series demo bench fuzz unit deb dkms pq-edit pq-export clean distclean
 
 help:
 	@echo "make demo          build/reuse the kernel, boot it on emulated VMX and SVM, run the demo VMM"
@@ -12,6 +12,7 @@ help:
 	@echo "make pq-edit       editable kernel tree in work/linux (base + series as commits)"
 	@echo "make pq-export     write work/linux's commits back to kernel/series + kernel/patches"
 	@echo "make unit          userspace unit tests only (ASan + UBSan)"
+	@echo "make fuzz          libFuzzer on the parsers of guest bytes, FUZZ_SECONDS (600) per target"
 	@echo "make deb           Debian packages in out/deb: nestkit-dkms, libnestkit-dev, nestkit"
 	@echo "make dkms          only nestkit-dkms (the KVM modules, built by DKMS on install)"
 	@echo "make deps          install the Debian packages the rig needs"
@@ -33,6 +34,9 @@ demo:
 
 bench:
 	@rig/bench.sh
+
+fuzz: deps
+	@rig/fuzz.sh long out/fuzz
 
 unit:
 	@$(MAKE) -s -C userspace test

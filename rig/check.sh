@@ -19,6 +19,13 @@ else
 	record host unit-tests FAIL "see out/check/unit.log"
 fi
 
+step "host: libFuzzer targets of the userspace parsers (seeds, then a fixed-seed run)"
+"$NESTKIT_ROOT/rig/fuzz.sh" check "$out/fuzz" >"$out/fuzz.log" 2>&1 || true
+while read -r _ t st rest; do
+	record host "libfuzzer ${t%:}" "$st" "$rest"
+done < <(grep '^fuzz ' "$out/fuzz.log")
+grep -q '^fuzz ' "$out/fuzz.log" || record host "libfuzzer targets" FAIL "$(grep -m1 ERROR "$out/fuzz.log")"
+
 step "host: series layout (topics, cover letters, numbering)"
 if logged "$out/layout.log" "$NESTKIT_ROOT/rig/check-layout.sh"; then
 	record host series-layout PASS "$(tail -n 1 "$out/layout.log")"
@@ -61,6 +68,17 @@ else
 	build=
 fi
 
+step "host: debug kernel (kernel/config/debug.config: KASAN, lockdep, UBSAN, kmemleak...)"
+# The "-debug" targets boot it with the same initramfs.
+if dbg=$("$NESTKIT_ROOT/rig/build.sh" -k -c "$KERNEL_DIR/config/debug.config" \
+	2> >(tee "$out/build-debug.log" >&2)); then
+	record host "debug kernel build" PASS "$(basename "$dbg")"
+	export NESTKIT_DEBUG_BUILD=$dbg
+else
+	record host "debug kernel build" FAIL "$(grep -m1 ERROR "$out/build-debug.log")"
+fi
+wait $! 2>/dev/null || true
+
 step "host: Debian packages (make deb), installed and removed on this machine"
 # The DKMS modules built by the install are what the "-debian" targets boot.
 if logged "$out/deb.log" "$NESTKIT_ROOT/rig/deb.sh"; then
@@ -94,6 +112,16 @@ for s in host "${targets[@]}"; do
 	awk -F'\t' -v s="$s" '$1 == s { n[$3]++ } END {
 		printf "  %-12s %d passed, %d failed, %d skipped, %d known failures\n", s,
 		       n["PASS"], n["FAIL"] + n["XPASS"], n["SKIP"], n["XFAIL"] }' "$results"
+done
+# Each failure once more, with the end of its console output: CI shows
+# only the tail of this output.
+awk -F'\t' '$3 == "FAIL" || $3 == "XPASS" { print $1 "\t" $2 "\t" substr($4, 1, 400) }' "$results" |
+while IFS=$'\t' read -r t name why; do
+	echo "FAILED: $t $name: $why"
+	log=$out/$t/console.log
+	[ -f "$log" ] && [[ "$name" != *'('* ]] || continue
+	sed -n "/^# nestkit: run $name\( \|\$\)/,/^\(not \)\?ok [0-9]* $name\b/p" "$log" |
+		tail -n 25 | sed "s/^/  | /"
 done
 awk -F'\t' '{ n[$3]++ } END {
 	if (n["XFAIL"]) printf "known failures: %d (tests/known-failures.list says why)\n", n["XFAIL"]

@@ -5,15 +5,20 @@
 # charges them to the test that was running. Writes OUTDIR/results.tsv
 # (vendor, test, PASS|FAIL|XFAIL|XPASS, detail) and prints a table. A test
 # that skips itself is a failure: a plan lists only tests that must run here.
-# Usage: collect.sh TARGET OUTDIR PLAN_FILE BOOT_STATUS
+# The debug kernel's kmemleak scan at the end of the run (rig/guest/init)
+# becomes the row "kernel(kmemleak)": it fails on any unreferenced object
+# with a function of KVM in its backtrace (KVM_FUNCTIONS: one name a line,
+# from rig/build.sh), and on a kmemleak that could not scan.
+# Usage: collect.sh TARGET OUTDIR PLAN_FILE BOOT_STATUS [KVM_FUNCTIONS]
 . "$(dirname "$0")/common.sh"
 
-target=$1 outdir=$2 plan=$3 boot_rc=$4
+target=$1 outdir=$2 plan=$3 boot_rc=$4 kvmfn=${5:-/dev/null}
 # Known failures are per vendor; results are labelled with the target.
 awk -v vendor="${target%%-*}" -v target="$target" -v boot_rc="$boot_rc" \
-    -v kf="$NESTKIT_ROOT/tests/known-failures.list" '
+    -v kf="$NESTKIT_ROOT/tests/known-failures.list" -v kvmfn="$kvmfn" '
 BEGIN {
 	FS = "\n"
+	while ((getline l < kvmfn) > 0) kvm[l] = 1
 	while ((getline l < kf) > 0) {
 		if (l ~ /^[[:space:]]*(#|$)/) continue
 		split(l, w, " ")
@@ -34,6 +39,19 @@ FILENAME == ARGV[1] { split($0, w, " "); n_plan++; plan[n_plan] = w[1]; next }
 assert_at == 1 { why[cur] = $0; sub(/^ +/, "", why[cur]); assert_at = 2; next }
 assert_at == 2 && /^  / && !/^  pid=/ { m = $0; sub(/^ +/, "", m); why[cur] = why[cur] ": " m; assert_at = 0; next }
 /^# nestkit: done/ { done = 1; next }
+/^# nestkit: kmemleak scan: / { leakscan = 1; next }
+/^# nestkit: kmemleak unavailable/ { leakoff = $0; sub(/^# nestkit: /, "", leakoff); next }
+/^# kmemleak: / {
+	l = $0; sub(/^# kmemleak: */, "", l)
+	if (l ~ /^unreferenced object/) { nleak++; obj = l; sub(/:$/, "", obj); objkvm = 0; next }
+	if (l ~ /^comm /) { comm = l; next }
+	# A backtrace frame: "[<ffffffff81234567>] func+0x12/0x34"
+	if (!objkvm && match(l, /\] [A-Za-z0-9_.]+\+/)) {
+		fn = substr(l, RSTART + 2, RLENGTH - 3); sub(/\..*/, "", fn)
+		if (fn in kvm) { objkvm = 1; nkvm++; if (kvmleak == "") kvmleak = obj " from " fn " (" comm ")" }
+	}
+	next
+}
 /Bail out!/ { bail = $0; sub(/.*Bail out! */, "", bail); next }
 /^(not )?ok [0-9]+ / {
 	line = $0; sub(/^(not )?ok [0-9]+ /, "", line)
@@ -46,8 +64,10 @@ assert_at == 2 && /^  / && !/^  pid=/ { m = $0; sub(/^ +/, "", m); why[cur] = wh
 	cur = "(between tests)"
 	next
 }
-# A WARNING starts its message; "RETBleed: WARNING: ..." is a boot notice.
-/(Kernel panic|BUG:|Oops|(^|\] )WARNING:|general protection fault|KASAN:|UBSAN:|kernel BUG at)/ {
+# A WARNING (lockdep too) or INFO (lockdep, RCU stalls, hung tasks) starts
+# its message; "RETBleed: WARNING: ..." is a boot notice. KFENCE reports
+# are "BUG: KFENCE:".
+/(Kernel panic|BUG:|Oops|(^|\] )WARNING:|(^|\] )(rcu: )?INFO: |general protection fault|KASAN:|UBSAN:|kernel BUG at)/ {
 	o = $0; sub(/^\[[ 0-9.]+\] */, "", o)
 	site = ""
 	if (match(o, / at [^ ]+:[0-9]+/)) { site = substr(o, RSTART + 4, RLENGTH - 4); sub(/.*\//, "", site) }
@@ -72,6 +92,14 @@ END {
 		}
 		printf "%s\t%s\t%s\t%s\n", target, t, s, d
 	}
+	if (leakoff != "")
+		printf "%s\t%s\t%s\t%s\n", target, "kernel(kmemleak)", "FAIL", leakoff
+	else if (leakscan && nkvm)
+		printf "%s\t%s\t%s\t%s\n", target, "kernel(kmemleak)", "FAIL", \
+		    nkvm " of " nleak " unreferenced objects have a KVM frame, e.g. " kvmleak
+	else if (leakscan)
+		printf "%s\t%s\t%s\t%s\n", target, "kernel(kmemleak)", "PASS", \
+		    (nleak + 0) " unreferenced objects, none with a KVM frame"
 	for (aw in allowed)
 		printf "%s\t%s\t%s\t%s\n", target, "kernel(boot) " aw, "XFAIL", "known boot warning: " bootwarn[aw]
 	for (c in oops) if (c ~ /^\(/)

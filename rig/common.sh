@@ -24,6 +24,9 @@ DEMO_TESTS="snapshot_test"
 # userspace/demo/nested/NAME.c, built as nestkit-NAME-demo (_ as -), through
 # a link /tests/NAME. Not KVM selftests either.
 NESTED_TESTS="snapshot_nested vmbus_relay vmware_tools"
+# The guest fuzzers: NAME runs userspace/fuzz/kvm/NAME.c, built as
+# nestkit-NAME (_ as -), through a link /tests/NAME.
+FUZZ_TESTS="fuzz_relay fuzz_vmware fuzz_remote_read fuzz_memory_fault"
 # Plan entries that are scripts of rig/guest/ (SCRIPT_NAME_SUFFIX runs
 # rig/guest/SCRIPT_NAME, which reads its suffix from its name).
 SCRIPT_TESTS="kvm_modules_stock kvm_modules_dkms"

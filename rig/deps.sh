@@ -14,13 +14,16 @@
 #                                the packages' install test (rig/dkms-test.sh):
 #                                DKMS builds nestkit-dkms for Debian's kernel
 #                                (the headers pull in its image, as for a user)
+#   clang-14 libclang-rt-14-dev  libFuzzer targets of the userspace parsers
+#                                (userspace/fuzz/libfuzzer/), with ASan + UBSan
 . "$(dirname "$0")/common.sh"
 
 pkgs=(linux-source-6.12 build-essential flex bison bc libelf-dev libssl-dev cpio
       ccache busybox-static qemu-system-x86 bochs bochs-term bochsbios vgabios
       isolinux syslinux-common genisoimage bsdutils util-linux procps file xz-utils gzip git perl
       python3 python3-ply python3-git
-      dkms "linux-headers-$BASE_ABI-$BASE_FLAVOUR" kmod pkg-config openssl)
+      dkms "linux-headers-$BASE_ABI-$BASE_FLAVOUR" kmod pkg-config openssl
+      clang-14 libclang-rt-14-dev)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")

@@ -30,11 +30,12 @@ cp "$demo" "$root/usr/bin/nestkit-demo"
 nested=${NESTED_DEMOS:-$build/demo}
 if [ -d "$nested" ]; then
 	cp "$nested"/* "$root/usr/bin/"
-	strip --strip-debug "$root"/usr/bin/nestkit-*-demo
+	strip --strip-debug "$root"/usr/bin/nestkit-*-demo "$root"/usr/bin/nestkit-fuzz-* 2>/dev/null || true
 fi
 # Plans run the demo's tests like selftests, under their names.
 for t in $DEMO_TESTS; do ln -s /usr/bin/nestkit-demo "$root/tests/$t"; done
 for t in $NESTED_TESTS; do ln -s "/usr/bin/nestkit-${t//_/-}-demo" "$root/tests/$t"; done
+for t in $FUZZ_TESTS; do ln -s "/usr/bin/nestkit-${t//_/-}" "$root/tests/$t"; done
 # The packaged probe command, beside the demo VMM.
 [ ! -x "$(dirname "$demo")/nestkit" ] || cp "$(dirname "$demo")/nestkit" "$root/usr/bin/nestkit"
 for t in $SCRIPT_TESTS; do

@@ -6,11 +6,13 @@
 # A plan line is "selftest [args...]"; '#' starts a comment.
 #   plan.sh --targets         every target, in order
 #   plan.sh --all-binaries    every selftest named by any plan, once (not $DEMO_TESTS,
-#                             $NESTED_TESTS, $SCRIPT_TESTS)
+#                             $NESTED_TESTS, $FUZZ_TESTS, $SCRIPT_TESTS)
 #   plan.sh --cmdline TARGET  the target's extra kernel parameters
-#   plan.sh --kernel TARGET   "rig" (the series' own kernel, the default) or
-#                             "debian" (Debian's image + the DKMS modules),
-#                             from a "#! kernel: debian" line
+#   plan.sh --kernel TARGET   "rig" (the series' own kernel, the default),
+#                             "debian" (Debian's image + the DKMS modules) or
+#                             "debug" (the rig kernel with kernel/config/debug.config),
+#                             from a "#! kernel: ..." line
+# A plan may run another plan's tests first: "#! include: svm".
 #   plan.sh TARGET            the target's test lines, normalized
 . "$(dirname "$0")/common.sh"
 
@@ -19,10 +21,12 @@ strip() { sed -e 's/#.*//' -e 's/[[:space:]]\+/ /g' -e 's/^ //' -e 's/ $//' -e '
 file() { [ -f "$plans/$1.list" ] || die "no test plan tests/plans/$1.list"; echo "$plans/$1.list"; }
 case "${1:-}" in
 --targets) for p in "$plans"/*.list; do basename "$p" .list; done ;;
---all-binaries) strip "$plans"/*.list | cut -d' ' -f1 | sort -u | grep -vxF -f <(printf '%s\n' $DEMO_TESTS $NESTED_TESTS $SCRIPT_TESTS) ;;
+--all-binaries) strip "$plans"/*.list | cut -d' ' -f1 | sort -u | grep -vxF -f <(printf '%s\n' $DEMO_TESTS $NESTED_TESTS $FUZZ_TESTS $SCRIPT_TESTS) ;;
 --cmdline) sed -n 's/^#! *cmdline: *//p' "$(file "$2")" | tr '\n' ' ' ;;
 --kernel) k=$(sed -n 's/^#! *kernel: *//p' "$(file "$2")" | head -n 1)
-	case ${k:-rig} in rig|debian) echo "${k:-rig}" ;; *) die "plan $2: unknown kernel '$k'" ;; esac ;;
+	case ${k:-rig} in rig|debian|debug) echo "${k:-rig}" ;; *) die "plan $2: unknown kernel '$k'" ;; esac ;;
 ''|-*) die "usage: plan.sh --targets | --all-binaries | --cmdline TARGET | --kernel TARGET | TARGET" ;;
-*) strip "$(file "$1")" ;;
+*) f=$(file "$1")
+	for inc in $(sed -n 's/^#! *include: *//p' "$f"); do "$0" "$inc" || exit; done
+	strip "$f" ;;
 esac

@@ -8,6 +8,8 @@
 #   A plan with "#! kernel: debian" boots Debian's own image instead
 #   (rig/stock.sh) with the KVM modules in $NESTKIT_DKMS_MODULES (the
 #   directory rig/dkms-test.sh copied them to from the installed package).
+#   A plan with "#! kernel: debug" boots the debug kernel built into
+#   $NESTKIT_DEBUG_BUILD (build.sh -k -c kernel/config/debug.config).
 # Leaves OUTDIR/TARGET/{console.log,results.tsv}.
 . "$(dirname "$0")/common.sh"
 
@@ -24,10 +26,22 @@ cp "$outdir/userspace/nestkit-demo" "$demo"
 cp "$outdir/userspace/nestkit" "$outdir/nestkit"
 "$NESTKIT_ROOT/rig/pack-initramfs.sh" "$build" "$demo" "$outdir/initrd.gz"
 
-declare -A kernel=() initrd=() norun=() label=()
+declare -A kernel=() initrd=() norun=() label=() kfn=()
 for t in "$@"; do
-	kernel[$t]=$build/bzImage initrd[$t]=$outdir/initrd.gz label[$t]=
-	[ "$mode" = plan ] && [ "$("$NESTKIT_ROOT/rig/plan.sh" --kernel "$t")" = debian ] || continue
+	kernel[$t]=$build/bzImage initrd[$t]=$outdir/initrd.gz label[$t]= kfn[$t]=$build/kvm-functions
+	[ "$mode" = plan ] || continue
+	case $("$NESTKIT_ROOT/rig/plan.sh" --kernel "$t") in
+	debug)
+		if [ -f "${NESTKIT_DEBUG_BUILD:-/nonexistent}/bzImage" ]; then
+			kernel[$t]=$NESTKIT_DEBUG_BUILD/bzImage kfn[$t]=$NESTKIT_DEBUG_BUILD/kvm-functions
+			label[$t]=", debug kernel"
+		else
+			norun[$t]="no debug kernel (its build failed)"
+		fi
+		continue ;;
+	debian) ;;
+	*) continue ;;
+	esac
 	if [ ! -f "${NESTKIT_DKMS_MODULES:-/nonexistent}/kvm.ko" ]; then
 		norun[$t]="no DKMS-built modules (the nestkit-dkms install on the host failed)"
 		continue
@@ -46,6 +60,8 @@ done
 declare -A limit=([svm]=600 [vmx]=1500)
 # The bench's 1 GiB pass alone takes about 15 min of QEMU time.
 [ "$mode" != bench ] || limit[svm]=2400
+# The debug kernel's checks make KVM's paths several times longer.
+budget() { case $1 in *-debug*) echo $((limit[${1%%-*}] * 3)) ;; *) echo "${limit[${1%%-*}]}" ;; esac; }
 boot_one() {
 	local t=$1 v=${1%%-*} args
 	if [ -n "${norun[$t]:-}" ]; then
@@ -67,7 +83,7 @@ boot_one() {
 	step "booting $t ($( [ "$v" = svm ] && echo 'QEMU TCG, AMD SVM+NPT' || echo 'Bochs, Intel VMX+EPT'))${label[$t]} $args"
 	# shellcheck disable=SC2086
 	"$NESTKIT_ROOT/rig/boot.sh" "$v" "${kernel[$t]}" "${initrd[$t]}" "$outdir/$t" \
-		"${limit[$v]}" $args
+		"$(budget "$t")" $args
 }
 
 report_one() {
@@ -80,7 +96,7 @@ report_one() {
 			grep -E '^(nestkit-|  |Bail out|# snapshot)' | sed "s/^/  [$t] /"
 	else
 		"$NESTKIT_ROOT/rig/plan.sh" "$t" >"$outdir/$t/plan"
-		"$NESTKIT_ROOT/rig/collect.sh" "$t" "$outdir/$t" "$outdir/$t/plan" "$rc"
+		"$NESTKIT_ROOT/rig/collect.sh" "$t" "$outdir/$t" "$outdir/$t/plan" "$rc" "${kfn[$t]}"
 	fi
 }
 

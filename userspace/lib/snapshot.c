@@ -845,16 +845,18 @@ int nk_nested_state_pages(const struct kvm_nested_state *state, size_t size,
 /* The enlightened VMCS address from the VP assist page; -1 if unknown. */
 static int evmcs_address(struct nk_snap *s, int vcpu_fd, uint64_t *evmcs)
 {
-	struct {
+	/* struct kvm_msrs with room for one entry (plain C: no GNU extension). */
+	union {
 		struct kvm_msrs hdr;
-		struct kvm_msr_entry entry;
-	} msr = { .hdr.nmsrs = 1, .entry.index = HV_X64_MSR_VP_ASSIST_PAGE };
+		uint8_t bytes[sizeof(struct kvm_msrs) + sizeof(struct kvm_msr_entry)];
+	} msr = { .hdr.nmsrs = 1 };
 	const struct snap_region *r;
 	uint64_t page;
 
-	if (ioctl(vcpu_fd, KVM_GET_MSRS, &msr) != 1 || !(msr.entry.data & 1))
+	msr.hdr.entries[0].index = HV_X64_MSR_VP_ASSIST_PAGE;
+	if (ioctl(vcpu_fd, KVM_GET_MSRS, &msr) != 1 || !(msr.hdr.entries[0].data & 1))
 		return -1;
-	page = msr.entry.data & ~(PAGE - 1);
+	page = msr.hdr.entries[0].data & ~(PAGE - 1);
 	r = region_of_gpa(s, page);
 	if (!r)
 		return -1;

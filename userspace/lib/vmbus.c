@@ -51,6 +51,12 @@ static uint16_t initiate_contact(struct nk_vmbus_host *host, uint32_t conn_id,
 			 v >> 16, v & 0xffff, conn_id);
 		return NK_HV_STATUS_INVALID_CONNECTION_ID;
 	}
+	/* The SINT the replies go to: a SynIC has 16 (found by fuzz_vmbus). */
+	if (v >= NK_VMBUS_VERSION(5, 0) && ic.msg_sint >= SYNIC_SINT_COUNT) {
+		snprintf(err, errlen, "InitiateContact: SINT %u, a SynIC has %u",
+			 ic.msg_sint, SYNIC_SINT_COUNT);
+		return NK_HV_STATUS_INVALID_PARAMETER;
+	}
 	/* L2 GPAs: see struct nk_vmbus_host. */
 	if (host->relayed_l2 && (ic.monitor_page1 || ic.monitor_page2))
 		host->monitor_pages_unused = 1;
@@ -166,16 +172,18 @@ int nk_vmbus_relay_allowed(struct nk_vmbus_host *host, uint64_t l2_root, int dir
 
 int nk_synic_deliver(void *simp, unsigned int sint, const struct nk_hv_message *msg)
 {
-	struct nk_hv_message *slot;
+	char *slot;
+	uint32_t *type;
 
 	if (sint >= SYNIC_SINT_COUNT)
 		return -EINVAL;
-	slot = (struct nk_hv_message *)((char *)simp + sint * sizeof(*slot));
-	if (__atomic_load_n(&slot->message_type, __ATOMIC_ACQUIRE))
+	slot = (char *)simp + sint * sizeof(*msg);
+	/* message_type starts the slot, which is 256-byte aligned in the page. */
+	type = (uint32_t *)(void *)slot;
+	if (__atomic_load_n(type, __ATOMIC_ACQUIRE))
 		return -EBUSY;
-	memcpy((char *)slot + sizeof(slot->message_type),
-	       (const char *)msg + sizeof(msg->message_type),
+	memcpy(slot + sizeof(msg->message_type), (const char *)msg + sizeof(msg->message_type),
 	       sizeof(*msg) - sizeof(msg->message_type));
-	__atomic_store_n(&slot->message_type, msg->message_type, __ATOMIC_RELEASE);
+	__atomic_store_n(type, msg->message_type, __ATOMIC_RELEASE);
 	return 0;
 }

@@ -107,6 +107,12 @@ static void test_malformed(void)
 	CHECK(post(&h, &in, &reply, &has_reply, err) == NK_HV_STATUS_INVALID_PARAMETER);
 	CHECK(strstr(err, "InitiateContact") != NULL);
 
+	/* Replies would go to a SINT the SynIC does not have: no contact. */
+	in = contact(NK_VMBUS_CONNECTION_ID_4, NK_VMBUS_VERSION(5, 0), 16);
+	CHECK(post(&h, &in, &reply, &has_reply, err) == NK_HV_STATUS_INVALID_PARAMETER);
+	CHECK(!has_reply && h.version == 0);
+	CHECK(strstr(err, "SINT 16") != NULL);
+
 	/* An input shorter than HV_INPUT_POST_MESSAGE is not read past its end. */
 	CHECK(nk_vmbus_post_message(&h, &in, 100, &reply, &has_reply, err, sizeof(err)) ==
 	      NK_HV_STATUS_INVALID_PARAMETER);
