@@ -101,10 +101,16 @@ report_one() {
 }
 
 # As many emulators at a time as there are cores (each is single-threaded).
-# Bochs targets first: they take several times longer than QEMU ones, so
-# starting them early keeps both cores busy until the end. Each target is
-# reported as it finishes.
-mapfile -t targets < <(printf '%s\n' "$@" | grep '^vmx' || true; printf '%s\n' "$@" | grep -v '^vmx' || true)
+# Longest first, so that both cores stay busy until the end: Bochs targets
+# on the debug kernel, other Bochs targets, QEMU ones on the debug kernel,
+# the rest. Each target is reported as it finishes.
+is_debug() { [ "$mode" = plan ] && [ "$("$NESTKIT_ROOT/rig/plan.sh" --kernel "$1")" = debug ]; }
+mapfile -t targets < <(
+	for t in "$@"; do
+		case $t in vmx*) r=2 ;; *) r=4 ;; esac
+		is_debug "$t" && r=$((r - 1))
+		echo "$r $t"
+	done | sort -s -k1,1n | cut -d' ' -f2)
 declare -A target_of=()
 running=0
 reap() {
