@@ -102,10 +102,15 @@ t=$(date +%s)
 logged "$log" kmake -j"$jobs" bzImage ||
 	die "kernel build failed: $(grep -m1 -E 'error:|Error [0-9]' "$log" || echo "see $log")"
 cp "$BUILD_DIR/arch/x86/boot/bzImage" "$out/"
-# The functions of KVM (arch/x86/kvm with virt/kvm, all built in): the
-# debug targets fail a kmemleak report with one of them in its backtrace.
+# The functions of KVM (arch/x86/kvm with virt/kvm, all built in), without
+# compiler suffixes (.constprop.0), and only names no other part of the
+# kernel has (System.map lists them once): the debug targets fail a
+# kmemleak report with one of them in its backtrace.
 nm --defined-only "$BUILD_DIR/arch/x86/kvm/built-in.a" 2>/dev/null |
-	awk '$2 ~ /^[tTwW]$/ { print $3 }' | LC_ALL=C sort -u >"$out/kvm-functions"
+	awk '$2 ~ /^[tTwW]$/ { sub(/\..*/, "", $3); print $3 }' | LC_ALL=C sort -u >"$out/kvm-functions.all"
+awk '{ sub(/\..*/, "", $3); print $3 }' "$BUILD_DIR/System.map" | LC_ALL=C sort | uniq -d >"$out/ambiguous"
+LC_ALL=C comm -23 "$out/kvm-functions.all" "$out/ambiguous" >"$out/kvm-functions"
+rm -f "$out/kvm-functions.all" "$out/ambiguous"
 [ -s "$out/kvm-functions" ] || die "no KVM functions in $BUILD_DIR/arch/x86/kvm/built-in.a"
 info "bzImage built in $(($(date +%s) - t)) s, $(du -k "$out/bzImage" | cut -f1) KiB" >&2
 

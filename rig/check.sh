@@ -20,11 +20,16 @@ else
 fi
 
 step "host: libFuzzer targets of the userspace parsers (seeds, then a fixed-seed run)"
-"$NESTKIT_ROOT/rig/fuzz.sh" check "$out/fuzz" >"$out/fuzz.log" 2>&1 || true
+frc=0
+"$NESTKIT_ROOT/rig/fuzz.sh" check "$out/fuzz" >"$out/fuzz.log" 2>&1 || frc=$?
 while read -r _ t st rest; do
 	record host "libfuzzer ${t%:}" "$st" "$rest"
 done < <(grep '^fuzz ' "$out/fuzz.log")
-grep -q '^fuzz ' "$out/fuzz.log" || record host "libfuzzer targets" FAIL "$(grep -m1 ERROR "$out/fuzz.log")"
+# One line per target, or the run itself failed.
+if [ "$(grep -c '^fuzz ' "$out/fuzz.log")" != "$(ls "$NESTKIT_ROOT"/userspace/fuzz/libfuzzer/fuzz_*.c | wc -l)" ] ||
+   { [ "$frc" != 0 ] && ! grep -q '^fuzz .*: FAIL' "$out/fuzz.log"; }; then
+	record host "libfuzzer targets" FAIL "fuzz.sh exit $frc: $(grep -m1 -E 'ERROR|error' "$out/fuzz.log")"
+fi
 
 step "host: series layout (topics, cover letters, numbering)"
 if logged "$out/layout.log" "$NESTKIT_ROOT/rig/check-layout.sh"; then

@@ -9,16 +9,18 @@
 # becomes the row "kernel(kmemleak)": it fails on any unreferenced object
 # with a function of KVM in its backtrace (KVM_FUNCTIONS: one name a line,
 # from rig/build.sh), and on a kmemleak that could not scan.
-# Usage: collect.sh TARGET OUTDIR PLAN_FILE BOOT_STATUS [KVM_FUNCTIONS]
+# EXPECT_SCAN=1 (the debug kernel): a run that finished without a scan, or
+# without the list, fails too.
+# Usage: collect.sh TARGET OUTDIR PLAN_FILE BOOT_STATUS [KVM_FUNCTIONS [EXPECT_SCAN]]
 . "$(dirname "$0")/common.sh"
 
-target=$1 outdir=$2 plan=$3 boot_rc=$4 kvmfn=${5:-/dev/null}
+target=$1 outdir=$2 plan=$3 boot_rc=$4 kvmfn=${5:-/dev/null} expect_scan=${6:-0}
 # Known failures are per vendor; results are labelled with the target.
 awk -v vendor="${target%%-*}" -v target="$target" -v boot_rc="$boot_rc" \
-    -v kf="$NESTKIT_ROOT/tests/known-failures.list" -v kvmfn="$kvmfn" '
+    -v kf="$NESTKIT_ROOT/tests/known-failures.list" -v kvmfn="$kvmfn" -v expect_scan="$expect_scan" '
 BEGIN {
 	FS = "\n"
-	while ((getline l < kvmfn) > 0) kvm[l] = 1
+	while ((getline l < kvmfn) > 0) { kvm[l] = 1; nkvmfn++ }
 	while ((getline l < kf) > 0) {
 		if (l ~ /^[[:space:]]*(#|$)/) continue
 		split(l, w, " ")
@@ -45,9 +47,11 @@ assert_at == 2 && /^  / && !/^  pid=/ { m = $0; sub(/^ +/, "", m); why[cur] = wh
 	l = $0; sub(/^# kmemleak: */, "", l)
 	if (l ~ /^unreferenced object/) { nleak++; obj = l; sub(/:$/, "", obj); objkvm = 0; next }
 	if (l ~ /^comm /) { comm = l; next }
-	# A backtrace frame: "[<ffffffff81234567>] func+0x12/0x34"
-	if (!objkvm && match(l, /\] [A-Za-z0-9_.]+\+/)) {
-		fn = substr(l, RSTART + 2, RLENGTH - 3); sub(/\..*/, "", fn)
+	# A backtrace frame (6.12 prints "%pS"): "func+0x12/0x34", maybe with a
+	# compiler suffix (func.constprop.0+...); anchored, so that the ASCII
+	# column of the hex dump cannot match.
+	if (!objkvm && match(l, /^[A-Za-z_][A-Za-z0-9_.]*\+0x[0-9a-f]+\/0x[0-9a-f]+/)) {
+		fn = substr(l, 1, index(l, "+") - 1); sub(/\..*/, "", fn)
 		if (fn in kvm) { objkvm = 1; nkvm++; if (kvmleak == "") kvmleak = obj " from " fn " (" comm ")" }
 	}
 	next
@@ -64,7 +68,7 @@ assert_at == 2 && /^  / && !/^  pid=/ { m = $0; sub(/^ +/, "", m); why[cur] = wh
 	cur = "(between tests)"
 	next
 }
-# A WARNING (lockdep too) or INFO (lockdep, RCU stalls, hung tasks) starts
+# A WARNING (lockdep too) or INFO (lockdep, RCU stalls) starts
 # its message; "RETBleed: WARNING: ..." is a boot notice. KFENCE reports
 # are "BUG: KFENCE:".
 /(Kernel panic|BUG:|Oops|(^|\] )WARNING:|(^|\] )(rcu: )?INFO: |general protection fault|KASAN:|UBSAN:|kernel BUG at)/ {
@@ -85,14 +89,21 @@ END {
 		}
 		if (s == "SKIP") { s = "FAIL"; d = "skipped (" d "): a plan test must run, or be listed in tests/known-failures.list" }
 		if (t in oops) { s = "FAIL"; d = "guest kernel: " oops[t] }
-		# Only a test that ran and failed can be a known failure.
-		if ((t in known) && st[t] != "") {
+		# Only a test that ran and failed can be a known failure; a kernel
+		# splat is never one (it also silences KASAN/lockdep after it).
+		if ((t in known) && st[t] != "" && !(t in oops)) {
 			if (s == "FAIL") { s = "XFAIL"; d = "known failure: " known[t] }
 			else if (s == "PASS") { s = "XPASS"; d = "passes but is in tests/known-failures.list: remove it" }
 		}
 		printf "%s\t%s\t%s\t%s\n", target, t, s, d
 	}
-	if (leakoff != "")
+	if (expect_scan && nkvmfn == 0)
+		printf "%s\t%s\t%s\t%s\n", target, "kernel(kmemleak)", "FAIL", \
+		    "no list of KVM functions (" kvmfn "): leaks cannot be attributed"
+	else if (expect_scan && done && !leakscan && leakoff == "")
+		printf "%s\t%s\t%s\t%s\n", target, "kernel(kmemleak)", "FAIL", \
+		    "the debug kernel ran no kmemleak scan (no /sys/kernel/debug/kmemleak?)"
+	else if (leakoff != "")
 		printf "%s\t%s\t%s\t%s\n", target, "kernel(kmemleak)", "FAIL", leakoff
 	else if (leakscan && nkvm)
 		printf "%s\t%s\t%s\t%s\n", target, "kernel(kmemleak)", "FAIL", \

@@ -39,7 +39,8 @@ for bin in "$out"/build/fuzz/fuzz_*; do
 			set -- -max_total_time="${FUZZ_SECONDS:-600}"
 		fi
 		# New inputs go to the work corpus; the committed seeds stay as they are.
-		(cd "$work" && "$bin" "$@" -print_final_stats=1 corpus "$seeds") >"$log" 2>&1 || ok=0
+		# -timeout: an input that hangs is a failure, not a 20-minute stall.
+		(cd "$work" && "$bin" "$@" -timeout=10 -print_final_stats=1 corpus "$seeds") >"$log" 2>&1 || ok=0
 	fi
 	execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" 2>/dev/null)
 	cov=$(grep -h -o 'cov: [0-9]*' "$log" 2>/dev/null | tail -n 1 | cut -d' ' -f2)

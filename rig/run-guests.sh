@@ -60,8 +60,9 @@ done
 declare -A limit=([svm]=600 [vmx]=1500)
 # The bench's 1 GiB pass alone takes about 15 min of QEMU time.
 [ "$mode" != bench ] || limit[svm]=2400
+is_debug() { [ "$mode" = plan ] && [ "$("$NESTKIT_ROOT/rig/plan.sh" --kernel "$1")" = debug ]; }
 # The debug kernel's checks make KVM's paths several times longer.
-budget() { case $1 in *-debug*) echo $((limit[${1%%-*}] * 3)) ;; *) echo "${limit[${1%%-*}]}" ;; esac; }
+budget() { if is_debug "$1"; then echo $((limit[${1%%-*}] * 3)); else echo "${limit[${1%%-*}]}"; fi; }
 boot_one() {
 	local t=$1 v=${1%%-*} args
 	if [ -n "${norun[$t]:-}" ]; then
@@ -96,7 +97,8 @@ report_one() {
 			grep -E '^(nestkit-|  |Bail out|# snapshot)' | sed "s/^/  [$t] /"
 	else
 		"$NESTKIT_ROOT/rig/plan.sh" "$t" >"$outdir/$t/plan"
-		"$NESTKIT_ROOT/rig/collect.sh" "$t" "$outdir/$t" "$outdir/$t/plan" "$rc" "${kfn[$t]}"
+		"$NESTKIT_ROOT/rig/collect.sh" "$t" "$outdir/$t" "$outdir/$t/plan" "$rc" "${kfn[$t]}" \
+			"$(is_debug "$t" && echo 1 || echo 0)"
 	fi
 }
 
@@ -104,7 +106,6 @@ report_one() {
 # Longest first, so that both cores stay busy until the end: Bochs targets
 # on the debug kernel, other Bochs targets, QEMU ones on the debug kernel,
 # the rest. Each target is reported as it finishes.
-is_debug() { [ "$mode" = plan ] && [ "$("$NESTKIT_ROOT/rig/plan.sh" --kernel "$1")" = debug ]; }
 mapfile -t targets < <(
 	for t in "$@"; do
 		case $t in vmx*) r=2 ;; *) r=4 ;; esac

@@ -57,6 +57,7 @@ static void nested_state(const uint8_t *data, size_t size)
 		size = sizeof(buf);
 	memset(buf, 0, sizeof(buf));
 	memcpy(buf, data, size);
+	memset(err, 0xff, sizeof(err));
 	n = nk_nested_state_pages((struct kvm_nested_state *)buf, size,
 				  size & 1 ? &evmcs : NULL, gpas, 1 + size % 16, err, sizeof(err));
 	CHECK(memchr(err, '\0', sizeof(err)) || n >= 0);

@@ -55,6 +55,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			memcpy(&msgtype, in.payload, sizeof(uint32_t));
 	}
 
+	/* Not terminated unless the library terminates it. */
+	memset(err, 0xff, sizeof(err));
 	allowed = nk_vmbus_relay_allowed(&host, root, state & 4, data, size, err, sizeof(err));
 	CHECK(allowed == 0 || allowed == 1);
 	CHECK(memchr(err, '\0', sizeof(err)));
@@ -65,6 +67,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		CHECK(allowed && host.root_known && host.root == root);
 
 	memset(&reply, 0xa5, sizeof(reply));
+	memset(err, 0xff, sizeof(err));
 	status = nk_vmbus_post_message(&host, data, size, &reply, &has_reply, err, sizeof(err));
 	CHECK(memchr(err, '\0', sizeof(err)));
 	CHECK(status == NK_HV_STATUS_SUCCESS || status == NK_HV_STATUS_INVALID_PARAMETER ||

@@ -107,6 +107,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	regs0 = regs;
 	memcpy(copy, run, run_size);
 
+	memset(err, 0xff, sizeof(err));	/* terminated only by the library */
 	ret = nk_vmware_apply_io(&cfg, run, run_size, &regs, err, sizeof(err));
 	CHECK(memchr(err, '\0', sizeof(err)));
 	if (ret < 0) {
