@@ -4,6 +4,7 @@
 # as rig/build.sh does, boot a cached kernel on one vendor with it added to
 # the initramfs, and print its console output. Not part of "make check".
 # Usage: dev-nested.sh [-k KERNEL_BUILD] [-t SECONDS] SRC.c VENDOR [ARGS...]
+# $NESTKIT_DEV_CMDLINE: more kernel parameters (e.g. maxcpus=1).
 #   -k  an artifacts directory with bzImage (default: the newest rig build
 #       with selftests; e.g. a debug build: build.sh -k -c kernel/config/debug.config)
 # Needs one earlier full build (make check): it copies that build's selftest
@@ -63,7 +64,7 @@ echo "$name $*" >"$work/root/plans/dev.list"
 cat "$dev/base-initrd.gz" "$work/overlay.gz" >"$work/initrd.gz"
 rc=0
 "$NESTKIT_ROOT/rig/boot.sh" "$vendor" "$kbuild/bzImage" "$work/initrd.gz" "$work/out" "$limit" \
-	nestkit.plan=dev nestkit.timeout="$limit" || rc=$?
+	nestkit.plan=dev nestkit.timeout="$limit" ${NESTKIT_DEV_CMDLINE:-} || rc=$?
 sed -n '/^# nestkit: run/,$p' "$work/out/console.log"
 info "boot status $rc, $(cat "$work/out/seconds" 2>/dev/null || echo '?') s; log: $work/out/console.log"
 grep -q "^ok 1 $name" "$work/out/console.log"
