@@ -49,4 +49,20 @@ static inline void nested_demo_svm_l2_cpl3(struct vmcb *vmcb)
 	vmcb->save.cpl = 3;
 }
 
+/*
+ * L2 code: a VMCALL/VMMCALL to L1, for an L1 that preserves none of L2's
+ * registers (it restarts L2 or does not care): every one is clobbered.
+ */
+static inline void nested_demo_l2_hypercall(bool is_amd)
+{
+	if (is_amd)
+		asm volatile("push %%rbp; vmmcall; pop %%rbp" : : :
+			     "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10",
+			     "r11", "r12", "r13", "r14", "r15", "cc", "memory");
+	else
+		asm volatile("push %%rbp; vmcall; pop %%rbp" : : :
+			     "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10",
+			     "r11", "r12", "r13", "r14", "r15", "cc", "memory");
+}
+
 #endif

@@ -53,6 +53,7 @@
 #include "hyperv.h"
 #include "svm_util.h"
 
+#include "nested_demo.h"
 #include "nestkit/snapshot.h"
 
 #ifndef KVM_CAP_MEMORY_FAULT_PERM
@@ -116,14 +117,7 @@ static void write_random(u64 base, u64 *seed, int n)
 static void l2_hypercall(void)
 {
 	/* L1 does not preserve L2's registers: clobber them all. */
-	if (g.is_amd)
-		asm volatile("push %%rbp; vmmcall; pop %%rbp" : : :
-			     "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10",
-			     "r11", "r12", "r13", "r14", "r15", "cc", "memory");
-	else
-		asm volatile("push %%rbp; vmcall; pop %%rbp" : : :
-			     "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10",
-			     "r11", "r12", "r13", "r14", "r15", "cc", "memory");
+	nested_demo_l2_hypercall(g.is_amd);
 }
 
 static void l2_writer(void)

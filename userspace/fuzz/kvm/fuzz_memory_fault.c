@@ -183,14 +183,7 @@ static void run_ops(uint64_t base)
 static void l2_hypercall(void)
 {
 	/* L1 restarts L2 at its entry: nothing needs preserving. */
-	if (ctl.is_amd)
-		asm volatile("push %%rbp; vmmcall; pop %%rbp" : : :
-			     "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10",
-			     "r11", "r12", "r13", "r14", "r15", "cc", "memory");
-	else
-		asm volatile("push %%rbp; vmcall; pop %%rbp" : : :
-			     "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10",
-			     "r11", "r12", "r13", "r14", "r15", "cc", "memory");
+	nested_demo_l2_hypercall(ctl.is_amd);
 }
 
 /* L2: batches while they are for L2 in this paging mode; else back to L1. */
