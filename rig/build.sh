@@ -153,19 +153,9 @@ if [ "$kernel_only" = 0 ]; then
 	# The guest fuzzers (userspace/fuzz/kvm/) are L0 VMMs of the same kind.
 	for src in "$NESTKIT_ROOT"/userspace/demo/nested/*.c "$NESTKIT_ROOT"/userspace/fuzz/kvm/*.c; do
 		[ -f "$src" ] || continue
-		case $src in
-		*/fuzz/kvm/*) name=nestkit-$(basename "$src" .c | tr _ -) ;;
-		*) name=nestkit-$(basename "$src" .c | tr _ -)-demo ;;
-		esac
-		logged "$log" gcc -std=gnu99 -Wall -Wstrict-prototypes -Wuninitialized -Werror \
-			-O2 -g -D_GNU_SOURCE -DCONFIG_64BIT -U_FORTIFY_SOURCE \
-			-fno-builtin-memcmp -fno-builtin-memcpy -fno-builtin-memset \
-			-fno-builtin-strnlen -fno-stack-protector -fno-PIE -fno-strict-aliasing \
-			-I"$SRC_TREE/tools/include" -I"$SRC_TREE/tools/arch/x86/include" \
-			-isystem "$out/include" -I"$kvm/include" -I"$kvm/include/x86_64" -I"$kvm/.." \
-			-I"$NESTKIT_ROOT/userspace/include" -I"$NESTKIT_ROOT/userspace/demo/nested" \
-			"$src" "${libkvm[@]}" "$stdir/libnestkit.a" \
-			-static -no-pie -pthread -ldl -o "$out/demo/$name" ||
+		name=$(nested_binary_name "$src")
+		logged "$log" nested_cc "$src" "$out/demo/$name" "$out/include" "$stdir/libnestkit.a" \
+			"${libkvm[@]}" ||
 			die "nested demo build failed: $(grep -m1 -E 'error:' "$log" || echo "see $log")"
 	done
 	info "nested demo VMMs and guest fuzzers: $(cd "$out/demo" && echo *)" >&2

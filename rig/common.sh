@@ -132,3 +132,27 @@ git_kernel() {
 	git -c gc.auto=0 -c maintenance.auto=0 -c user.name=nestkit -c user.email=nestkit@localhost \
 	    -c advice.detachedHead=false "$@"
 }
+
+# A nested demo VMM or guest fuzzer (userspace/demo/nested/, userspace/fuzz/kvm/):
+# its binary name, and how it is built: with the KVM selftest library's flags
+# (its guest code needs them), against a built tree's uAPI headers.
+#   nested_binary_name SRC.c
+#   nested_cc SRC.c OUT UAPI_INCLUDE_DIR LIBNESTKIT.a SELFTEST_LIB_OBJECTS...
+nested_binary_name() {
+	case $1 in
+	*/fuzz/kvm/*) echo "nestkit-$(basename "$1" .c | tr _ -)" ;;
+	*) echo "nestkit-$(basename "$1" .c | tr _ -)-demo" ;;
+	esac
+}
+nested_cc() {
+	local src=$1 out=$2 uapi=$3 lib=$4 kvm=$SRC_TREE/tools/testing/selftests/kvm
+	shift 4
+	gcc -std=gnu99 -Wall -Wstrict-prototypes -Wuninitialized -Werror \
+		-O2 -g -D_GNU_SOURCE -DCONFIG_64BIT -U_FORTIFY_SOURCE \
+		-fno-builtin-memcmp -fno-builtin-memcpy -fno-builtin-memset \
+		-fno-builtin-strnlen -fno-stack-protector -fno-PIE -fno-strict-aliasing \
+		-I"$SRC_TREE/tools/include" -I"$SRC_TREE/tools/arch/x86/include" \
+		-isystem "$uapi" -I"$kvm/include" -I"$kvm/include/x86_64" -I"$kvm/.." \
+		-I"$NESTKIT_ROOT/userspace/include" -I"$NESTKIT_ROOT/userspace/demo/nested" \
+		"$src" "$@" "$lib" -static -no-pie -pthread -ldl -o "$out"
+}

@@ -39,23 +39,12 @@ if [ ! -f "$dev/base-initrd.gz" ]; then
 fi
 
 name=$(basename "$src" .c)
-case $src in
-*/fuzz/kvm/*) bin=nestkit-$(echo "$name" | tr _ -) ;;
-*) bin=nestkit-$(echo "$name" | tr _ -)-demo ;;
-esac
+bin=$(nested_binary_name "$src")
 work=$dev/run-$name-$vendor
 rm -rf "$work"; mkdir -p "$work/root/usr/bin" "$work/root/tests" "$work/root/plans"
-kvm=$SRC_TREE/tools/testing/selftests/kvm
 mapfile -t libkvm < <(find "$dev/st/lib" -name '*.o' | LC_ALL=C sort)
-gcc -std=gnu99 -Wall -Wstrict-prototypes -Wuninitialized -Werror \
-	-O2 -g -D_GNU_SOURCE -DCONFIG_64BIT -U_FORTIFY_SOURCE \
-	-fno-builtin-memcmp -fno-builtin-memcpy -fno-builtin-memset \
-	-fno-builtin-strnlen -fno-stack-protector -fno-PIE -fno-strict-aliasing \
-	-I"$SRC_TREE/tools/include" -I"$SRC_TREE/tools/arch/x86/include" \
-	-isystem "$full/include" -I"$kvm/include" -I"$kvm/include/x86_64" -I"$kvm/.." \
-	-I"$NESTKIT_ROOT/userspace/include" -I"$NESTKIT_ROOT/userspace/demo/nested" \
-	"$src" "${libkvm[@]}" "$dev/st/libnestkit.a" \
-	-static -no-pie -pthread -ldl -o "$work/root/usr/bin/$bin" || die "build failed"
+nested_cc "$src" "$work/root/usr/bin/$bin" "$full/include" "$dev/st/libnestkit.a" "${libkvm[@]}" ||
+	die "build failed"
 strip --strip-debug "$work/root/usr/bin/$bin"
 ln -s "/usr/bin/$bin" "$work/root/tests/$name"
 echo "$name $*" >"$work/root/plans/dev.list"
