@@ -37,7 +37,7 @@ rc=0
 for v in "$@"; do
 	step "booting the broken debug kernel on $v"
 	brc=0
-	"$NESTKIT_ROOT/rig/boot.sh" "$v" "$dbg/bzImage" "$out/initrd.gz" "$out/$v" 3600 nestkit.plan=prove || brc=$?
+	"$NESTKIT_ROOT/rig/boot.sh" "$v" "$dbg/bzImage" "$out/initrd.gz" "$out/$v" 3600 nestkit.plan=prove kasan_multi_shot || brc=$?
 	"$NESTKIT_ROOT/rig/collect.sh" "$v-debug" "$out/$v" "$out/overlay/plans/prove.list" "$brc" \
 		"$dbg/kvm-functions" >/dev/null
 	sed 's/^/  /' "$out/$v/results.tsv"
