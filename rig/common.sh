@@ -156,3 +156,10 @@ nested_cc() {
 		-I"$NESTKIT_ROOT/userspace/include" -I"$NESTKIT_ROOT/userspace/demo/nested" \
 		"$src" "$@" "$lib" -static -no-pie -pthread -ldl -o "$out"
 }
+
+# An initramfs with DIR's files added to BASE (a second archive after the
+# first: the kernel unpacks both, later files win).
+#   overlay_initrd BASE.gz DIR OUT.gz
+overlay_initrd() {
+	{ cat "$1"; (cd "$2" && find . | LC_ALL=C sort | cpio -o -H newc --quiet) | gzip -1; } >"$3"
+}

@@ -48,9 +48,7 @@ nested_cc "$src" "$work/root/usr/bin/$bin" "$full/include" "$dev/st/libnestkit.a
 strip --strip-debug "$work/root/usr/bin/$bin"
 ln -s "/usr/bin/$bin" "$work/root/tests/$name"
 echo "$name $*" >"$work/root/plans/dev.list"
-# A second archive after the first: the kernel unpacks both.
-(cd "$work/root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet) | gzip -1 >"$work/overlay.gz"
-cat "$dev/base-initrd.gz" "$work/overlay.gz" >"$work/initrd.gz"
+overlay_initrd "$dev/base-initrd.gz" "$work/root" "$work/initrd.gz"
 rc=0
 "$NESTKIT_ROOT/rig/boot.sh" "$vendor" "$kbuild/bzImage" "$work/initrd.gz" "$work/out" "$limit" \
 	nestkit.plan=dev nestkit.timeout="$limit" ${NESTKIT_DEV_CMDLINE:-} || rc=$?

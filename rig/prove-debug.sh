@@ -30,8 +30,7 @@ logged "$out/userspace.log" make -s -C "$NESTKIT_ROOT/userspace" O="$out/userspa
 "$NESTKIT_ROOT/rig/pack-initramfs.sh" "$full" "$out/userspace/nestkit-demo" "$out/base.gz"
 mkdir -p "$out/overlay/plans"
 printf '%s\n' vmware_backdoor_test vmware_tools >"$out/overlay/plans/prove.list"
-(cd "$out/overlay" && find . | LC_ALL=C sort | cpio -o -H newc --quiet) | gzip -1 >"$out/overlay.gz"
-cat "$out/base.gz" "$out/overlay.gz" >"$out/initrd.gz"
+overlay_initrd "$out/base.gz" "$out/overlay" "$out/initrd.gz"
 
 rc=0
 for v in "$@"; do
