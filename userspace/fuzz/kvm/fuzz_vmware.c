@@ -11,7 +11,7 @@
  * I/O (none; all: VMX unconditional I/O exiting, SVM IOIO with a full
  * IOPM; or VMX I/O bitmaps / SVM IOPM with random bits).  An operation is
  * one instruction, written by the VMM into a per-op code slot followed by
- * INT 0x80, entered by IRET at CPL 0 or 3 with a random IOPL:
+ * INT 0x80, entered by IRET at CPL 0, 1, 2 or 3 with a random IOPL:
  *   - IN/OUT with an imm8 port or the port in DX, sizes b/w/l; INS/OUTS
  *     b/w/l, with REP and RCX 1..8 sometimes; DX = 0x5658/0x5659, their
  *     neighbours or random; EAX = 0x564D5868 (random upper half) or not;
@@ -31,7 +31,7 @@
  *               answers with random RAX..RBP (or leaves some), or injects
  *               #UD/#GP(ec), and the guest must see exactly that;
  *   KVM_HCALL   KVM's own hypercall: RAX = -KVM_ENOSYS (CPL0) or
- *               -KVM_EPERM (CPL3), nothing else changed;
+ *               -KVM_EPERM (CPL 1-3), nothing else changed;
  *   PMC         RDPMC served in the kernel: pseudo-counters inside the
  *               host clocks read around the batch, PMC 0..3 of a vPMU;
  *   GP          #GP(0) in the executing guest's own handler, registers
@@ -41,18 +41,18 @@
  * The decision (model(), each rule counted by name at the end):
  *   L1: IN/OUT/INS/OUTS permitted (CPL <= IOPL; the TSS has no bitmap) ->
  *       L0_IO; denied -> L0_IO if the backdoor is on and DX is 0x5658/9
- *       (any EAX), else GP.  RDPMC CPL3: PMC for 0x10000-2 with the
+ *       (any EAX), else GP.  RDPMC CPL1-3: PMC for 0x10000-2 with the
  *       backdoor, else GP; CPL0: pseudo-PMCs with the backdoor (or a vPMU
  *       on Intel), vPMU counters, else GP.  VMCALL/VMMCALL: HCALL_EXIT iff
  *       HYPERCALL and EAX is the magic, else KVM_HCALL.
  *   L2: permitted I/O -> L1_IO if L1 intercepts that size at that port,
- *       else L0_IO; denied (CPL3) -> L0_IO iff NESTED_BACKDOOR, DX form,
+ *       else L0_IO; denied -> L0_IO iff NESTED_BACKDOOR, CPL3, DX form,
  *       backdoor port, magic EAX and L1 does not intercept it; on VMX
  *       without NESTED_BACKDOOR, with the backdoor and #GP not intercepted
  *       by L1, a backdoor-port access is emulated (L0_IO) unless L1 wants
  *       the I/O (then the #GP stays: GP in L2); everything else is a #GP
  *       that goes to L1 (L1_GP) if L1 intercepts #GP, else to L2 (GP).
- *       RDPMC CPL3: PMC iff NESTED_BACKDOOR, pseudo-PMC and L1 does not
+ *       RDPMC CPL1-3: PMC iff NESTED_BACKDOOR, CPL3, pseudo-PMC, L1 does not
  *       intercept RDPMC, else #GP to L1/L2; CPL0: L1_RDPMC if intercepted,
  *       else as in L1 with the #GP going to L1/L2.  VMCALL/VMMCALL: L1_CALL,
  *       never KVM_EXIT_VMWARE.
@@ -98,6 +98,10 @@
 #define KERNEL_DS		0x10
 #define USER_CS			0x2b
 #define USER_DS			0x33
+#define CPL1_CS			0x39	/* each data selector follows its code selector */
+#define CPL1_DS			0x41
+#define CPL2_CS			0x4a
+#define CPL2_DS			0x52
 #define RETURN_VECTOR		0x80
 
 /* AMD: six core performance counters */
@@ -472,8 +476,9 @@ struct stamp {
 enum rule {
 	R_L1_IO_PERMITTED, R_L1_IO_BACKDOOR, R_L1_IO_DENIED,
 	R_L2_IO_PERMITTED_L1, R_L2_IO_PERMITTED_L0, R_L2_NESTED_BACKDOOR,
-	R_L2_VMX_LEGACY_L1, R_L2_VMX_LEGACY_L0, R_L2_IO_DENIED,
+	R_L2_VMX_LEGACY_L1, R_L2_VMX_LEGACY_L0, R_L2_IO_DENIED, R_L2_NESTED_CPL12,
 	R_PMC_CPL3_BACKDOOR, R_PMC_CPL3_GP, R_PMC_L2_NESTED, R_PMC_L2_CPL3_GP,
+	R_PMC_L2_NESTED_CPL12,
 	R_PMC_L1_INTERCEPT, R_PMC_AMD_ALT, R_PMC_PSEUDO_CPL0, R_PMC_PSEUDO_CPL0_GP,
 	R_PMC_COUNTER, R_PMC_INVALID,
 	R_HC_VMWARE, R_HC_KVM, R_HC_L2, NR_RULES
@@ -483,9 +488,13 @@ static const char * const rule_name[] = {
 	"L1 I/O denied -> #GP", "L2 I/O permitted, L1 intercepts",
 	"L2 I/O permitted -> KVM_EXIT_IO", "L2 nested backdoor -> KVM_EXIT_IO",
 	"L2 VMX pre-cap, L1 wants the I/O -> #GP", "L2 VMX pre-cap emulation -> KVM_EXIT_IO",
-	"L2 I/O denied -> #GP to L1/L2", "RDPMC CPL3 pseudo, backdoor",
-	"RDPMC CPL3 -> #GP (L1)", "RDPMC L2 CPL3 nested backdoor",
-	"RDPMC L2 CPL3 -> #GP to L1/L2", "RDPMC L2 CPL0, L1 intercepts",
+	"L2 I/O denied -> #GP to L1/L2",
+	"L2 CPL1/2 backdoor access, nested on -> #GP to L1/L2",
+	"RDPMC CPL1-3 pseudo, backdoor",
+	"RDPMC CPL1-3 -> #GP (L1)", "RDPMC L2 CPL3 nested backdoor",
+	"RDPMC L2 CPL1-3 -> #GP to L1/L2",
+	"RDPMC L2 CPL1/2 pseudo, nested on -> #GP to L1/L2",
+	"RDPMC L2 CPL0, L1 intercepts",
 	"RDPMC L2 CPL0 AMD, hardware or TCG", "RDPMC CPL0 pseudo in kernel",
 	"RDPMC CPL0 pseudo -> #GP", "RDPMC CPL0 vPMU counter",
 	"RDPMC CPL0 invalid -> #GP", "hypercall -> KVM_EXIT_VMWARE",
@@ -501,6 +510,8 @@ static struct fuzz_rng rng;
 static struct gdata *tdh;
 static struct hop hops[MAX_OPS];
 static struct l0rec l0[MAX_OPS];
+/* Code selector by CPL (run_vm() writes the GDT entries). */
+static const u16 cpl_cs[4] = { KERNEL_CS, CPL1_CS, CPL2_CS, USER_CS };
 static u8 *code_hva, *buf_hva, *iopm_hva;
 static u64 code_gva, buf_gva;
 static bool is_amd, param_bd;
@@ -509,6 +520,7 @@ static u64 features, iteration, total_iterations;
 static int batch_nr;
 static u64 guest_ops, mismatches, prints;
 static u64 rule_count[NR_RULES];
+_Static_assert(sizeof(rule_name) / sizeof(rule_name[0]) == NR_RULES, "a name per rule");
 
 enum {
 	C_VMS, C_CAP_EINVAL, C_CAP_OK, C_CAP_EBUSY, C_CAP_ZERO, C_L1_BATCH, C_L2_BATCH,
@@ -604,10 +616,13 @@ static void gen_op(struct hop *h, int level)
 	h->answer = fuzz_u64(&rng);
 	/*
 	 * Mostly CPL3 (the backdoor's case), IOPL 3 rarer: a permitted port
-	 * access is an exit to this VMM, the slowest outcome.
+	 * access is an exit to this VMM, the slowest outcome.  CPL 1 and 2
+	 * sometimes: the nested backdoor is for CPL3 only, the rest not.
 	 */
 	h->kind = r < 50 ? K_IO : r < (level == 2 ? 95u : 85u) ? K_RDPMC : K_HCALL;
 	h->cpl = fuzz_chance(&rng, h->kind == K_IO ? 7 : 3, h->kind == K_IO ? 8 : 4) ? 3 : 0;
+	if (h->cpl && fuzz_chance(&rng, 1, 6))
+		h->cpl = 1 + fuzz_below(&rng, 2);
 	h->iopl = fuzz_chance(&rng, 1, 10) ? 3 : fuzz_below(&rng, 3);
 	/* EAX: the magic (any upper half) or not */
 	if (fuzz_chance(&rng, 3, 5))
@@ -741,7 +756,8 @@ static struct expect model(const struct hop *h, int level, const struct l1cfg *c
 				      E(O_L0_IO, 0, R_L2_IO_PERMITTED_L0);
 		/* NESTED_BACKDOOR: the #GP of L2 at CPL3 that L0 keeps */
 		if (nested && bdport && magic && !icpt)
-			return E(O_L0_IO, 0, R_L2_NESTED_BACKDOOR);
+			return h->cpl == 3 ? E(O_L0_IO, 0, R_L2_NESTED_BACKDOOR) :
+					     E(gp, 0, R_L2_NESTED_CPL12);
 		/*
 		 * "Without the feature ... on VMX, KVM emulates it if it is an
 		 * IN, OUT, INS or OUTS on a backdoor port (any EAX, L1's I/O
@@ -753,12 +769,15 @@ static struct expect model(const struct hop *h, int level, const struct l1cfg *c
 				      E(O_L0_IO, 0, R_L2_VMX_LEGACY_L0);
 		return E(gp, 0, R_L2_IO_DENIED);
 	case K_RDPMC:
-		if (h->cpl == 3) {
+		/* CR4.PCE is clear: CPL 1-3 alike, but for the nested backdoor */
+		if (h->cpl) {
 			if (level == 1)
 				return bd && pseudo ? E(O_PMC, 0, R_PMC_CPL3_BACKDOOR) :
 						      E(O_GP, 0, R_PMC_CPL3_GP);
-			return nested && pseudo && !c->rdpmc ? E(O_PMC, 0, R_PMC_L2_NESTED) :
-							       E(gp, 0, R_PMC_L2_CPL3_GP);
+			if (nested && pseudo && !c->rdpmc)
+				return h->cpl == 3 ? E(O_PMC, 0, R_PMC_L2_NESTED) :
+						     E(gp, 0, R_PMC_L2_NESTED_CPL12);
+			return E(gp, 0, R_PMC_L2_CPL3_GP);
 		}
 		if (level == 2 && c->rdpmc) {
 			/* AMD: #GP for unsupported indices before the intercept (TCG: after) */
@@ -1233,6 +1252,10 @@ static void run_vm(void)
 
 		gdt[USER_CS >> 3] = 0x00affb000000ffffull;
 		gdt[USER_DS >> 3] = 0x00cff3000000ffffull;
+		gdt[CPL1_CS >> 3] = 0x00afbb000000ffffull;
+		gdt[CPL1_DS >> 3] = 0x00cfb3000000ffffull;
+		gdt[CPL2_CS >> 3] = 0x00afdb000000ffffull;
+		gdt[CPL2_DS >> 3] = 0x00cfd3000000ffffull;
 		idt[RETURN_VECTOR].dpl = 3;
 		memcpy(addr_gva2hva(vm, vm->arch.tss) + 4, &rsp0, sizeof(rsp0));
 		/*
@@ -1299,8 +1322,8 @@ static void run_vm(void)
 			p[h->len + 1] = RETURN_VECTOR;
 			g->code = code_gva + SLOT_SIZE * i;
 			g->resume = g->code + h->len;
-			g->cs = h->cpl ? USER_CS : KERNEL_CS;
-			g->ss = h->cpl ? USER_DS : KERNEL_DS;
+			g->cs = cpl_cs[h->cpl];
+			g->ss = cpl_cs[h->cpl] + 8;
 			g->rflags = 2 | ((u64)h->iopl << 12);
 			memcpy(g->in, h->in, sizeof(g->in));
 			l0[i].flags_and = ~0u;
