@@ -26,7 +26,8 @@ while read -r _ t st rest; do
 	record host "libfuzzer ${t%:}" "$st" "$rest"
 done < <(grep '^fuzz ' "$out/fuzz.log")
 # One line per target, or the run itself failed.
-if [ "$(grep -c '^fuzz ' "$out/fuzz.log")" != "$(ls "$NESTKIT_ROOT"/userspace/fuzz/libfuzzer/fuzz_*.c | wc -l)" ] ||
+if [ "$(grep -c '^fuzz fuzz_' "$out/fuzz.log")" != "$(ls "$NESTKIT_ROOT"/userspace/fuzz/libfuzzer/fuzz_*.c | wc -l)" ] ||
+   ! grep -q '^fuzz corpus: ' "$out/fuzz.log" ||
    { [ "$frc" != 0 ] && ! grep -q '^fuzz .*: FAIL' "$out/fuzz.log"; }; then
 	record host "libfuzzer targets" FAIL "fuzz.sh exit $frc: $(grep -m1 -E 'ERROR|error' "$out/fuzz.log")"
 fi

@@ -8,7 +8,8 @@
 #   fuzz.sh long OUTDIR    "make fuzz": $FUZZ_SECONDS (default 600) per target,
 #                          seed printed by libFuzzer; new inputs and any crash
 #                          are kept in OUTDIR/TARGET/ to add to the corpus
-# One line per target: "fuzz TARGET: PASS|FAIL ..."; exit status 1 on any failure.
+# One line per target: "fuzz TARGET: PASS|FAIL ..." (and "fuzz corpus: ..."
+# in check mode); exit status 1 on any failure.
 . "$(dirname "$0")/common.sh"
 
 mode=${1:-} out=${2:-}
@@ -16,11 +17,23 @@ mode=${1:-} out=${2:-}
 	die "usage: fuzz.sh check|long OUTDIR"
 mkdir -p "$out"
 out=$(realpath "$out")
+rc=0
 logged "$out/build.log" make -s -C "$NESTKIT_ROOT/userspace" O="$out/build" fuzzers ||
 	die "libFuzzer targets do not build: see $out/build.log"
+# The committed corpus is what seeds.py writes (plus inputs kept as found,
+# named regress-*): a seed edited by hand would be lost at its next run.
+if [ "$mode" = check ]; then
+	rm -rf "$out/seeds"
+	python3 "$NESTKIT_ROOT/userspace/fuzz/libfuzzer/seeds.py" "$out/seeds"
+	if ! diff -r -q -x 'regress-*' "$out/seeds" "$NESTKIT_ROOT/userspace/fuzz/corpus" >"$out/seeds.diff"; then
+		echo "fuzz corpus: FAIL userspace/fuzz/corpus differs from what seeds.py writes: $(head -n 1 "$out/seeds.diff")"
+		rc=1
+	else
+		echo "fuzz corpus: PASS as seeds.py writes it, plus $(find "$NESTKIT_ROOT/userspace/fuzz/corpus" -name 'regress-*' | wc -l) inputs kept as found"
+	fi
+fi
 # Fixed-seed runs per target: each takes a few seconds on one core.
 declare -A runs=([fuzz_vmbus]=500000 [fuzz_vmware]=500000 [fuzz_snapshot]=40000)
-rc=0
 for bin in "$out"/build/fuzz/fuzz_*; do
 	t=$(basename "$bin") name=${t#fuzz_}
 	seeds=$NESTKIT_ROOT/userspace/fuzz/corpus/$name
