@@ -760,9 +760,9 @@ static struct expect model(const struct hop *h, int level, const struct l1cfg *c
 					     E(gp, 0, R_L2_NESTED_CPL12);
 		/*
 		 * "Without the feature ... on VMX, KVM emulates it if it is an
-		 * IN, OUT, INS or OUTS on a backdoor port (any EAX, L1's I/O
-		 * bitmaps checked)": an access L1 wants is not emulated, its
-		 * #GP stays with L2 (read so; the text does not say more).
+		 * IN, OUT, INS or OUTS on a backdoor port (any EAX, any CPL) ...
+		 * except an access on which L1's I/O controls ... would exit:
+		 * ... L2 gets the #GP."
 		 */
 		if (!nested && bd && !is_amd && bdport && !c->gp)
 			return icpt ? E(gp, 0, R_L2_VMX_LEGACY_L1) :
