@@ -9,6 +9,8 @@
 # becomes the row "kernel(kmemleak)": it fails on any unreferenced object
 # with a function of KVM in its backtrace (KVM_FUNCTIONS: one name a line,
 # from rig/build.sh), and on a kmemleak that could not scan.
+# A test after which one of its VMs still exists fails (rig/guest/init
+# compares KVM's debugfs directories before and after each test).
 # EXPECT_SCAN=1 (the debug kernel): a run that finished without a scan, or
 # without the list, fails too.
 # Usage: collect.sh TARGET OUTDIR PLAN_FILE BOOT_STATUS [KVM_FUNCTIONS [EXPECT_SCAN]]
@@ -41,6 +43,9 @@ FILENAME == ARGV[1] { split($0, w, " "); n_plan++; plan[n_plan] = w[1]; next }
 assert_at == 1 { why[cur] = $0; sub(/^ +/, "", why[cur]); assert_at = 2; next }
 assert_at == 2 && /^  / && !/^  pid=/ { m = $0; sub(/^ +/, "", m); why[cur] = why[cur] ": " m; assert_at = 0; next }
 /^# nestkit: done/ { done = 1; next }
+# A VM still alive after its test exited: a reference KVM never dropped.
+/^# nestkit: VMs left by / { l = $0; sub(/^# nestkit: VMs left by /, "", l); t = l; sub(/:.*/, "", t)
+	sub(/^[^:]*: */, "", l); vmleft[t] = l; next }
 /^# nestkit: kmemleak scan: / { leakscan = 1; next }
 /^# nestkit: kmemleak unavailable/ { leakoff = $0; sub(/^# nestkit: /, "", leakoff); next }
 /^# kmemleak: / {
@@ -89,9 +94,10 @@ END {
 		}
 		if (s == "SKIP") { s = "FAIL"; d = "skipped (" d "): a plan test must run, or be listed in tests/known-failures.list" }
 		if (t in oops) { s = "FAIL"; d = "guest kernel: " oops[t] }
+		else if (t in vmleft) { s = "FAIL"; d = "KVM did not destroy the VM(s) after the test exited (debugfs kvm/" vmleft[t] ")" }
 		# Only a test that ran and failed can be a known failure; a kernel
 		# splat is never one (it also silences KASAN/lockdep after it).
-		if ((t in known) && st[t] != "" && !(t in oops)) {
+		if ((t in known) && st[t] != "" && !(t in oops) && !(t in vmleft)) {
 			if (s == "FAIL") { s = "XFAIL"; d = "known failure: " known[t] }
 			else if (s == "PASS") { s = "XPASS"; d = "passes but is in tests/known-failures.list: remove it" }
 		}
