@@ -6,6 +6,7 @@
 #   vmx: Intel VMX+EPT under Bochs 2.7 (corei7_skylake_x, or $BOCHS_MODEL),
 #        "term" display in a pty, so no window and no network port
 # Usage: boot.sh VENDOR KERNEL_IMAGE INITRD OUTDIR TIMEOUT_S [cmdline words...]
+# $BOOT_CPUS: QEMU's CPU count (2 by default; Bochs always emulates one).
 # A watchdog stops the emulator on a guest panic (Bochs would reboot and run
 # the plan again) or after TIMEOUT_S; rig/collect.sh then reads the log.
 # Exit status: 0 if the guest powered off, 1 on guest panic, 124 on timeout.
@@ -29,7 +30,7 @@ case $vendor in
 svm)
 	# shellcheck disable=SC2086
 	qemu-system-x86_64 $icount \
-		-accel tcg,thread=single -cpu max -smp 2 -m $svm_mem -machine q35 \
+		-accel tcg,thread=single -cpu max -smp "${BOOT_CPUS:-2}" -m $svm_mem -machine q35 \
 		-display none -monitor none -serial "file:$console" -nic none \
 		-no-reboot -kernel "$kernel" -initrd "$initrd" \
 		-append "$cmdline" >"$outdir/emulator.log" 2>&1 </dev/null &

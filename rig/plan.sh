@@ -8,6 +8,8 @@
 #   plan.sh --all-binaries    every selftest named by any plan, once (not $DEMO_TESTS,
 #                             $NESTED_TESTS, $FUZZ_TESTS, $SCRIPT_TESTS)
 #   plan.sh --cmdline TARGET  the target's extra kernel parameters
+#   plan.sh --cpus TARGET     the emulated machine's CPU count: 2 on svm, 1 on
+#                             vmx (Bochs emulates one), or a "#! cpus: N" line
 #   plan.sh --kernel TARGET   "rig" (the series' own kernel, the default),
 #                             "debian" (Debian's image + the DKMS modules) or
 #                             "debug" (the rig kernel with kernel/config/debug.config),
@@ -23,10 +25,20 @@ case "${1:-}" in
 --targets) for p in "$plans"/*.list; do basename "$p" .list; done ;;
 --all-binaries) strip "$plans"/*.list | cut -d' ' -f1 | sort -u | grep -vxF -f <(printf '%s\n' $DEMO_TESTS $NESTED_TESTS $FUZZ_TESTS $SCRIPT_TESTS) ;;
 --cmdline) sed -n 's/^#! *cmdline: *//p' "$(file "$2")" | tr '\n' ' ' ;;
+--cpus) n=$(sed -n 's/^#! *cpus: *//p' "$(file "$2")" | head -n 1)
+	case ${2%%-*}:${n:-default} in
+	svm:default) echo 2 ;; vmx:default|vmx:1) echo 1 ;;
+	svm:[1-9]) echo "$n" ;;
+	*) die "plan $2: cannot boot '$n' CPUs (QEMU: 1-9; Bochs: 1)" ;;
+	esac ;;
 --kernel) k=$(sed -n 's/^#! *kernel: *//p' "$(file "$2")" | head -n 1)
 	case ${k:-rig} in rig|debian|debug) echo "${k:-rig}" ;; *) die "plan $2: unknown kernel '$k'" ;; esac ;;
-''|-*) die "usage: plan.sh --targets | --all-binaries | --cmdline TARGET | --kernel TARGET | TARGET" ;;
+''|-*) die "usage: plan.sh --targets | --all-binaries | --cmdline TARGET | --cpus TARGET | --kernel TARGET | TARGET" ;;
 *) f=$(file "$1")
-	for inc in $(sed -n 's/^#! *include: *//p' "$f"); do "$0" "$inc" || exit; done
+	# A plan that includes itself, directly or not, would never end.
+	case " ${PLAN_INCLUDED:-} " in *" $1 "*) die "plan $1 includes itself (${PLAN_INCLUDED# })" ;; esac
+	for inc in $(sed -n 's/^#! *include: *//p' "$f"); do
+		PLAN_INCLUDED="${PLAN_INCLUDED:-} $1" "$0" "$inc" || exit
+	done
 	strip "$f" ;;
 esac

@@ -83,7 +83,7 @@ boot_one() {
 	args="$args $("$NESTKIT_ROOT/rig/plan.sh" --cmdline "$t")"
 	step "booting $t ($( [ "$v" = svm ] && echo 'QEMU TCG, AMD SVM+NPT' || echo 'Bochs, Intel VMX+EPT'))${label[$t]} $args"
 	# shellcheck disable=SC2086
-	"$NESTKIT_ROOT/rig/boot.sh" "$v" "${kernel[$t]}" "${initrd[$t]}" "$outdir/$t" \
+	BOOT_CPUS=$("$NESTKIT_ROOT/rig/plan.sh" --cpus "$t") "$NESTKIT_ROOT/rig/boot.sh" "$v" "${kernel[$t]}" "${initrd[$t]}" "$outdir/$t" \
 		"$(budget "$t")" $args
 }
 
