@@ -9,6 +9,9 @@
 # becomes the row "kernel(kmemleak)": it fails on any unreferenced object
 # with a function of KVM in its backtrace (KVM_FUNCTIONS: one name a line,
 # from rig/build.sh), and on a kmemleak that could not scan.
+# A guest fuzzer's row gives its seed, iterations, operations and
+# mismatches; it fails without that line, with a mismatch or with fewer
+# than 100,000 operations.
 # A test after which one of its VMs still exists fails (rig/guest/init
 # compares KVM's debugfs directories before and after each test).
 # EXPECT_SCAN=1 (the debug kernel): a run that finished without a scan, or
@@ -43,6 +46,10 @@ FILENAME == ARGV[1] { split($0, w, " "); n_plan++; plan[n_plan] = w[1]; next }
 assert_at == 1 { why[cur] = $0; sub(/^ +/, "", why[cur]); assert_at = 2; next }
 assert_at == 2 && /^  / && !/^  pid=/ { m = $0; sub(/^ +/, "", m); why[cur] = why[cur] ": " m; assert_at = 0; next }
 /^# nestkit: done/ { done = 1; next }
+# The last line of a guest fuzzer (userspace/fuzz/kvm/fuzz.h): its row shows it.
+/^nestkit-fuzz-[a-z-]+: seed [^ ]+ iterations [0-9]+ guest-ops [0-9]+ mismatches [0-9]+$/ {
+	l = $0; sub(/^[^:]*: /, "", l); fuzzsum[cur] = l; next
+}
 # A VM still alive after its test exited: a reference KVM never dropped.
 /^# nestkit: VMs left by / { l = $0; sub(/^# nestkit: VMs left by /, "", l); t = l; sub(/:.*/, "", t)
 	sub(/^[^:]*: */, "", l); vmleft[t] = l; next }
@@ -93,6 +100,15 @@ END {
 			    boot_rc == 124 ? "not run: boot timed out" : "not run: guest ended early"
 		}
 		if (s == "SKIP") { s = "FAIL"; d = "skipped (" d "): a plan test must run, or be listed in tests/known-failures.list" }
+		# A fuzzer passes with its summary, no mismatch and at least
+		# 100,000 guest operations, whatever its exit status says.
+		if (t ~ /^fuzz_/ && s == "PASS") {
+			if (t in fuzzsum) split(fuzzsum[t], f, " ")
+			if (!(t in fuzzsum)) { s = "FAIL"; d = "no summary line (seed, iterations, guest-ops, mismatches)" }
+			else if (f[8] != 0) { s = "FAIL"; d = fuzzsum[t] }
+			else if (f[6] < 100000) { s = "FAIL"; d = fuzzsum[t] ": fewer than 100,000 guest operations" }
+			else d = fuzzsum[t]
+		} else if (t in fuzzsum) d = d " (" fuzzsum[t] ")"
 		if (t in oops) { s = "FAIL"; d = "guest kernel: " oops[t] }
 		else if (t in vmleft) { s = "FAIL"; d = "KVM did not destroy the VM(s) after the test exited (debugfs kvm/" vmleft[t] ")" }
 		# Only a test that ran and failed can be a known failure; a kernel
