@@ -53,6 +53,7 @@ assert_at == 2 && /^  / && !/^  pid=/ { m = $0; sub(/^ +/, "", m); why[cur] = wh
 # A VM still alive after its test exited: a reference KVM never dropped.
 /^# nestkit: VMs left by / { l = $0; sub(/^# nestkit: VMs left by /, "", l); t = l; sub(/:.*/, "", t)
 	sub(/^[^:]*: */, "", l); vmleft[t] = l; next }
+/^# nestkit: VM check unavailable/ { if (vmcheckoff == "") { vmcheckoff = $0; sub(/^# nestkit: /, "", vmcheckoff) }; next }
 /^# nestkit: kmemleak scan: / { leakscan = 1; next }
 /^# nestkit: kmemleak unavailable/ { leakoff = $0; sub(/^# nestkit: /, "", leakoff); next }
 /^# kmemleak: / {
@@ -133,6 +134,8 @@ END {
 	else if (leakscan)
 		printf "%s\t%s\t%s\t%s\n", target, "kernel(kmemleak)", "PASS", \
 		    (nleak + 0) " unreferenced objects, none with a KVM frame"
+	if (vmcheckoff != "")
+		printf "%s\t%s\t%s\t%s\n", target, "kernel(vm-check)", "FAIL", vmcheckoff
 	for (aw in allowed)
 		printf "%s\t%s\t%s\t%s\n", target, "kernel(boot) " aw, "XFAIL", "known boot warning: " bootwarn[aw]
 	for (c in oops) if (c ~ /^\(/)

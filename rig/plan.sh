@@ -25,7 +25,7 @@ case "${1:-}" in
 --targets) for p in "$plans"/*.list; do basename "$p" .list; done ;;
 --all-binaries) strip "$plans"/*.list | cut -d' ' -f1 | sort -u | grep -vxF -f <(printf '%s\n' $DEMO_TESTS $NESTED_TESTS $FUZZ_TESTS $SCRIPT_TESTS) ;;
 --cmdline) sed -n 's/^#! *cmdline: *//p' "$(file "$2")" | tr '\n' ' ' ;;
---cpus) n=$(sed -n 's/^#! *cpus: *//p' "$(file "$2")" | head -n 1)
+--cpus) n=$(sed -n 's/^#! *cpus: *//p' "$(file "$2")" | head -n 1 | tr -d '[:space:]')
 	case ${2%%-*}:${n:-default} in
 	svm:default) echo 2 ;; vmx:default|vmx:1) echo 1 ;;
 	svm:[1-9]) echo "$n" ;;

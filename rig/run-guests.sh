@@ -64,7 +64,7 @@ is_debug() { [ "$mode" = plan ] && [ "$("$NESTKIT_ROOT/rig/plan.sh" --kernel "$1
 # The debug kernel's checks make KVM's paths several times longer.
 budget() { if is_debug "$1"; then echo $((limit[${1%%-*}] * 3)); else echo "${limit[${1%%-*}]}"; fi; }
 boot_one() {
-	local t=$1 v=${1%%-*} args
+	local t=$1 v=${1%%-*} args cpus
 	if [ -n "${norun[$t]:-}" ]; then
 		mkdir -p "$outdir/$t"
 		echo "Bail out! ${norun[$t]}" >"$outdir/$t/console.log"
@@ -81,9 +81,12 @@ boot_one() {
 	*) args="nestkit.plan=$t" ;;
 	esac
 	args="$args $("$NESTKIT_ROOT/rig/plan.sh" --cmdline "$t")"
+	# A plan whose CPU count cannot be read must not boot with another.
+	cpus=$("$NESTKIT_ROOT/rig/plan.sh" --cpus "$t") || { mkdir -p "$outdir/$t"
+		echo "Bail out! bad '#! cpus:' line in tests/plans/$t.list" >"$outdir/$t/console.log"; return 2; }
 	step "booting $t ($( [ "$v" = svm ] && echo 'QEMU TCG, AMD SVM+NPT' || echo 'Bochs, Intel VMX+EPT'))${label[$t]} $args"
 	# shellcheck disable=SC2086
-	BOOT_CPUS=$("$NESTKIT_ROOT/rig/plan.sh" --cpus "$t") "$NESTKIT_ROOT/rig/boot.sh" "$v" "${kernel[$t]}" "${initrd[$t]}" "$outdir/$t" \
+	BOOT_CPUS=$cpus "$NESTKIT_ROOT/rig/boot.sh" "$v" "${kernel[$t]}" "${initrd[$t]}" "$outdir/$t" \
 		"$(budget "$t")" $args
 }
 
