@@ -46,7 +46,10 @@ for t in "$@"; do
 		norun[$t]="no DKMS-built modules (the nestkit-dkms install on the host failed)"
 		continue
 	fi
-	stock=$("$NESTKIT_ROOT/rig/stock.sh" image)
+	stock=$("$NESTKIT_ROOT/rig/stock.sh" image) && [ -f "$stock/vmlinuz" ] || {
+		norun[$t]="no Debian kernel image (rig/stock.sh image failed or printed more than its directory)"
+		continue
+	}
 	if [ ! -f "$outdir/initrd-debian.gz" ]; then
 		"$NESTKIT_ROOT/rig/stock.sh" initrd "$outdir/initrd.gz" "$NESTKIT_DKMS_MODULES" \
 			"$outdir/initrd-debian.gz"

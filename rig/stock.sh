@@ -29,7 +29,8 @@ closure() {
 case "${1:-}" in
 image)
 	if [ ! -f "$dir/done" ]; then
-		step "fetching Debian's $pkg ($BASE_VERSION) with apt"
+		# Progress to stderr: stdout is the directory, for the caller.
+		step "fetching Debian's $pkg ($BASE_VERSION) with apt" >&2
 		rm -rf "$dir"; mkdir -p "$dir/stock"
 		# The package lists may be older than the machine's last update.
 		(cd "$dir" && apt-get download "$pkg=$BASE_VERSION" >"$dir/apt.log" 2>&1) || {
@@ -46,7 +47,7 @@ image)
 		printf '%s\n' "${mods[@]}" >"$dir/stock/order"
 		rm -rf "$dir/root" "$dir"/*.deb
 		touch "$dir/done"
-		info "$pkg: vmlinuz $(du -k "$dir/vmlinuz" | cut -f1) KiB, modules: ${mods[*]}"
+		info "$pkg: vmlinuz $(du -k "$dir/vmlinuz" | cut -f1) KiB, modules: ${mods[*]}" >&2
 	fi
 	echo "$dir"
 	;;
