@@ -79,11 +79,23 @@ rc=0
 # buffer is full Bochs blocks in write() and the guest stops. A kernel with
 # a VGA console (Debian's) fills it in minutes: read it away.
 drain=
+# OUTDIR/timeline: the host second at which each test started and ended,
+# kmemleak's scan and the end were seen (to within the 1 s poll), for
+# timings: Bochs' guest clock counts instructions, not host time.
+marks='^# nestkit: (run |kmemleak|done)|^(not )?ok [0-9]'
+: >"$outdir/timeline"
+started=0
 screen() { sed -n 's|^Bochs connected to screen "\{0,1\}\(/dev/pts/[0-9]*\).*|\1|p' "$outdir/emulator.log" 2>/dev/null; }
 while kill -0 "$pid" 2>/dev/null; do
 	if [ "$vendor" = vmx ] && [ -z "$drain" ] && [ -n "$(screen)" ]; then
 		cat "$(screen)" >/dev/null 2>&1 &
 		drain=$!
+	fi
+	n=$(grep -a -c -E "$marks" "$console")
+	if [ "$n" -gt "$started" ]; then
+		grep -a -E "$marks" "$console" | tail -n $((n - started)) | tr -d '\r' |
+			sed "s/^/$(($(date +%s) - start)) /" >>"$outdir/timeline"
+		started=$n
 	fi
 	if grep -q 'Kernel panic - not syncing' "$console"; then
 		sleep 2; rc=1; break
