@@ -91,7 +91,7 @@ while kill -0 "$pid" 2>/dev/null; do
 		cat "$(screen)" >/dev/null 2>&1 &
 		drain=$!
 	fi
-	n=$(grep -a -c -E "$marks" "$console")
+	n=$(grep -a -c -E "$marks" "$console" || true)   # 0 matches: status 1
 	if [ "$n" -gt "$started" ]; then
 		grep -a -E "$marks" "$console" | tail -n $((n - started)) | tr -d '\r' |
 			sed "s/^/$(($(date +%s) - start)) /" >>"$outdir/timeline"
