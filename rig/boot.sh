@@ -85,15 +85,17 @@ drain=
 marks='^# nestkit: (run |kmemleak|done)|^(not )?ok [0-9]'
 : >"$outdir/timeline"
 started=0
+# The console's complete lines: the guest may be in the middle of one.
+lines() { if [ -n "$(tail -c 1 "$console")" ]; then sed '$d' "$console"; else cat "$console"; fi; }
 screen() { sed -n 's|^Bochs connected to screen "\{0,1\}\(/dev/pts/[0-9]*\).*|\1|p' "$outdir/emulator.log" 2>/dev/null; }
 while kill -0 "$pid" 2>/dev/null; do
 	if [ "$vendor" = vmx ] && [ -z "$drain" ] && [ -n "$(screen)" ]; then
 		cat "$(screen)" >/dev/null 2>&1 &
 		drain=$!
 	fi
-	n=$(grep -a -c -E "$marks" "$console" || true)   # 0 matches: status 1
+	n=$(lines | grep -a -c -E "$marks" || true)   # 0 matches: status 1
 	if [ "$n" -gt "$started" ]; then
-		grep -a -E "$marks" "$console" | tail -n $((n - started)) | tr -d '\r' |
+		lines | grep -a -E "$marks" | tail -n $((n - started)) | tr -d '\r' |
 			sed "s/^/$(($(date +%s) - start)) /" >>"$outdir/timeline"
 		started=$n
 	fi
