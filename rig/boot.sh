@@ -93,9 +93,11 @@ while kill -0 "$pid" 2>/dev/null; do
 		cat "$(screen)" >/dev/null 2>&1 &
 		drain=$!
 	fi
-	n=$(lines | grep -a -c -E "$marks" || true)   # 0 matches: status 1
+	# One read of the console per poll; grep exits 1 on no match.
+	lines | grep -a -E "$marks" | tr -d '\r' >"$outdir/marks" || true
+	n=$(wc -l <"$outdir/marks")
 	if [ "$n" -gt "$started" ]; then
-		lines | grep -a -E "$marks" | tail -n $((n - started)) | tr -d '\r' |
+		tail -n +$((started + 1)) "$outdir/marks" |
 			sed "s/^/$(($(date +%s) - start)) /" >>"$outdir/timeline"
 		started=$n
 	fi
