@@ -626,9 +626,19 @@ static uint32_t recipients_rr(bool x2s, uint32_t shorthand, bool logical, uint32
 	uint32_t set = 0, t;
 
 	if (logical && !shorthand && d != (x2s ? 0xffffffffu : 0xffu) && x2_logical_map()) {
-		set = d >> 16 ? 0 : d & 0xf;
-		/* kvm_intr_is_single_vcpu() falls back to per-APIC matching. */
-		if (!rr || __builtin_popcount(set) == 1)
+		/*
+		 * Cluster d >> 16 of the physical map, which KVM sizes for 256
+		 * IDs at least: 16 IDs each, so the mask is d & 0xffff, and
+		 * only cluster 0 holds vCPUs (IDs 0-3).
+		 */
+		uint32_t mask = d >> 16 < 16 ? d & 0xffff : 0;
+
+		set = d >> 16 ? 0 : mask & 0xf;
+		/*
+		 * kvm_intr_is_single_vcpu() takes the map only when the mask
+		 * has one bit and it names a vCPU; else per-APIC matching.
+		 */
+		if (!rr || (__builtin_popcount(mask) == 1 && set))
 			return set;
 		set = 0;
 	}
