@@ -9,7 +9,8 @@
 # $BOOT_CPUS: QEMU's CPU count (2 by default; Bochs always emulates one).
 # A watchdog stops the emulator on a guest panic (Bochs would reboot and run
 # the plan again) or after TIMEOUT_S; rig/collect.sh then reads the log.
-# Exit status: 0 if the guest powered off, 1 on guest panic, 124 on timeout.
+# Exit status: 0 if the guest powered off (or halted: acpi=off), 1 on guest
+# panic, 124 on timeout.
 . "$(dirname "$0")/common.sh"
 
 vendor=$1 kernel=$2 initrd=$3 outdir=$4 limit=$5
@@ -103,6 +104,11 @@ while kill -0 "$pid" 2>/dev/null; do
 	fi
 	if grep -q 'Kernel panic - not syncing' "$console"; then
 		sleep 2; rc=1; break
+	fi
+	# With acpi=off (the Bochs debug plans) the kernel cannot power the
+	# machine off and halts it instead: that is the end of the run.
+	if grep -q '^reboot: Power off not available: System halted instead' "$console"; then
+		break
 	fi
 	if [ $(($(date +%s) - start)) -ge "$limit" ]; then
 		rc=124; break
