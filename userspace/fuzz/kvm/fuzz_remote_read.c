@@ -1390,7 +1390,7 @@ static void print_thread(pid_t tid)
 	size_t n;
 	FILE *f;
 
-	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", tid);
+	snprintf(path, sizeof(path), "/proc/%d/stat", tid);
 	f = fopen(path, "r");
 	if (f) {
 		n = fread(buf, 1, sizeof(buf) - 1, f);
@@ -1399,13 +1399,43 @@ static void print_thread(pid_t tid)
 		st = strrchr(buf, ')') ? strrchr(buf, ')') + 2 : "?";
 	}
 	printf(" thread %.1s", st);
-	snprintf(path, sizeof(path), "/proc/self/task/%d/wchan", tid);
+	snprintf(path, sizeof(path), "/proc/%d/wchan", tid);
 	f = fopen(path, "r");
 	if (f) {
 		n = fread(buf, 1, sizeof(buf) - 1, f);
 		buf[n] = 0;
 		fclose(f);
 		printf(" in %s", n ? buf : "-");
+	}
+}
+
+/* L0's uptime, local timer interrupts and ksoftirqd: is L0 ticking? */
+static void print_l0(void)
+{
+	char line[512], path[64];
+	FILE *f = fopen("/proc/uptime", "r");
+
+	if (f && fgets(line, sizeof(line), f))
+		printf(PROG ":   L0 uptime %s", line);
+	if (f)
+		fclose(f);
+	f = fopen("/proc/interrupts", "r");
+	while (f && fgets(line, sizeof(line), f))
+		if (strstr(line, "LOC:") || strstr(line, "RES:"))
+			printf(PROG ":   L0 %s", line);
+	if (f)
+		fclose(f);
+	for (int pid = 2; pid < 64; pid++) {
+		snprintf(path, sizeof(path), "/proc/%d/comm", pid);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		if (fgets(line, sizeof(line), f) && !strncmp(line, "ksoftirqd/", 10)) {
+			printf(PROG ":   L0 %.*s", (int)strcspn(line, "\n"), line);
+			print_thread(pid);
+			printf("\n");
+		}
+		fclose(f);
 	}
 }
 
@@ -1421,6 +1451,7 @@ static void *watchdog_thread(void *arg)
 			continue;
 		}
 		printf(PROG ": batch %" PRIu64 " has run for 10 s or more; L0's view:\n", batch);
+		print_l0();
 		for (uint32_t t = 0; t < NR; t++) {
 			printf(PROG ":   vCPU %u", t);
 			print_thread(tids[t]);
