@@ -107,7 +107,7 @@ while kill -0 "$pid" 2>/dev/null; do
 	fi
 	# With acpi=off (the Bochs debug plans) the kernel cannot power the
 	# machine off and halts it instead: that is the end of the run.
-	if grep -q '^reboot: Power off not available: System halted instead' "$console"; then
+	if grep -q -E '(^|\] )reboot: Power off not available: System halted instead' "$console"; then
 		break
 	fi
 	if [ $(($(date +%s) - start)) -ge "$limit" ]; then
