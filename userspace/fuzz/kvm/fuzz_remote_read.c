@@ -1337,7 +1337,7 @@ static void check_noif(void)
  * printed, not judged, within two bounds a KVM bug would break: the vCPU
  * had an interrupt-window exit (irq_window_exits) for each in the batch,
  * and they stay rare (one per 100 batches, plus three; the emulator's rate
- * here is about one in 2,500).  Everywhere else, and beyond those bounds,
+ * here is about one in 2,000).  Everywhere else, and beyond those bounds,
  * each is a mismatch.
  */
 static void check_shadow(void)
