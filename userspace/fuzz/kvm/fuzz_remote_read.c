@@ -169,7 +169,7 @@ static uint32_t end_by_nmi[NR];		/* the last end was seen after an NMI */
 static uint64_t end_kick_ret[NR];
 static uint32_t cur_x2[NR];
 static uint64_t percpu[NR];
-static uint32_t guest_timeouts[4];	/* ack, kick, fence, start */
+static uint32_t guest_timeouts[5];	/* ack, kick, fence, start, quiet */
 /* Maskable interrupts that arrived while the interrupted code had IF=0. */
 static uint32_t noif_count[NR];
 /*
@@ -184,9 +184,11 @@ void idle_sti_hlt(void);
 extern char idle_hlt[];
 asm(".pushsection .text\n"
     ".globl idle_sti_hlt\n"
+    ".type idle_sti_hlt, @function\n"
     "idle_sti_hlt:\n\tsti\n"
     ".globl idle_hlt\n"
     "idle_hlt:\n\thlt\n\tret\n"
+    ".size idle_sti_hlt, . - idle_sti_hlt\n"
     ".popsection");
 /* Per target, bell_count as it stood at the last top of its idle loop (IF=0). */
 static uint32_t quiet_bell[NR];
@@ -248,13 +250,13 @@ static void irq_handler(struct ex_regs *r)
 
 	if (r->rip == (uint64_t)idle_hlt) {
 		shadow_vec[idx] = r->vector;
-		WRITE_ONCE(shadow_count[idx], shadow_count[idx] + 1);
+		__atomic_fetch_add(&shadow_count[idx], 1, __ATOMIC_RELAXED);
 		r->rip++;	/* past the one-byte HLT */
 	}
 	if (r->vector == BELL_VEC)
-		WRITE_ONCE(bell_count[idx], bell_count[idx] + 1);
+		__atomic_fetch_add(&bell_count[idx], 1, __ATOMIC_RELAXED);
 	else
-		WRITE_ONCE(irq_count[idx][r->vector], irq_count[idx][r->vector] + 1);
+		__atomic_fetch_add(&irq_count[idx][r->vector], 1, __ATOMIC_RELAXED);
 	apic_eoi(idx);
 }
 
@@ -262,7 +264,13 @@ static void nmi_handler(struct ex_regs *r)
 {
 	uint32_t idx = my_idx();
 
-	WRITE_ONCE(nmi_count[idx], nmi_count[idx] + 1);
+	/* KVM blocks NMIs in STI's shadow too: same check as irq_handler(). */
+	if (r->rip == (uint64_t)idle_hlt) {
+		shadow_vec[idx] = NMI_VECTOR;
+		__atomic_fetch_add(&shadow_count[idx], 1, __ATOMIC_RELAXED);
+		r->rip++;
+	}
+	__atomic_fetch_add(&nmi_count[idx], 1, __ATOMIC_RELAXED);
 }
 
 static bool timed_out(uint64_t start)
@@ -501,7 +509,7 @@ static void driver_code(void)
 			while (READ_ONCE(quiet_bell[t]) != READ_ONCE(bell_count[t]) && !timed_out(start))
 				cpu_relax();
 			if (READ_ONCE(quiet_bell[t]) != READ_ONCE(bell_count[t]))
-				guest_timeouts[2]++;
+				guest_timeouts[4]++;
 		}
 	}
 }
@@ -550,7 +558,7 @@ static uint32_t noif_vecs[NR][256];	/* this batch: IF=0 deliveries per vector */
  * Per vCPU, this batch: maskable interrupts the guest took, and those KVM
  * injected (its irq_injections statistic, read at the batch's end).
  */
-static uint64_t took[NR], injected[NR], prev_inject[NR], windows[NR], prev_windows[NR];
+static uint64_t took[NR], injected[NR], prev_inject[NR];
 static bool vmrun_drops_shadow;	/* --vmrun-drops-sti-shadow, see check_shadow() */
 static uint32_t *h_bell, prev_bell[NR];
 static int inj_fd[NR];
@@ -1291,8 +1299,10 @@ static void check_noif(void)
 		n = end - noif_seen[t];
 		/* The guest keeps the last 8: more cannot all be named. */
 		emu = n && n <= 8 && !hw_apic_virt && took[t] >= injected[t] + n;
-		if (n > 8)
-			MISMATCH(-1, "vCPU %u took %u interrupts with IF=0 in one batch", t, n);
+		if (n > 8) {
+			MISMATCH(-1, "vCPU %u took %u interrupts with IF=0 in one batch; the last 8:", t, n);
+			noif_seen[t] = end - 8;
+		}
 		for (; noif_seen[t] != end; noif_seen[t]++) {
 			k = noif_seen[t] & 7;
 			v = h_noif_vec[t][k] & 0xff;
@@ -1302,6 +1312,7 @@ static void check_noif(void)
 			where = rip == (uint64_t)idt_handlers[v] ? "its own IDT stub" :
 				rip - (uint64_t)route_exception < 0x40 ? "in route_exception()" :
 				rip - (uint64_t)irq_handler < 0x100 ? "in irq_handler()" :
+				rip - (uint64_t)idle_sti_hlt < 3 ? "in idle_sti_hlt()" :
 				"the IDT stubs' common code or elsewhere";
 			if (emu) {
 				/* The bell is counted apart and not modelled. */
@@ -1323,22 +1334,24 @@ static void check_noif(void)
 }
 
 /*
- * A maskable interrupt taken in STI's interrupt shadow, at the HLT of a
- * target's idle wait.  KVM does not inject while the VMCB or VMCS reports
- * the shadow (svm_interrupt_blocked(), vmx_interrupt_blocked()), so this is
- * a mismatch, except where the plan says that the CPU below drops the
- * shadow at VMRUN (--vmrun-drops-sti-shadow: QEMU 7.2 TCG, whose
- * helper_vmrun() saves no interrupt shadow from the VMCB's int_state into
- * its own state).  There, a host interrupt between STI and HLT exits with
- * the shadow reported; KVM opens an interrupt window (V_IRQ, VINTR
- * intercept) for the pending bell; VMRUN drops the shadow, so the window
- * exits at once, at the HLT, and KVM injects there.  Per event the fuzzer
- * cannot prove whose it is, so on such an emulator these are counted and
- * printed, not judged, within two bounds a KVM bug would break: the vCPU
- * had an interrupt-window exit (irq_window_exits) for each in the batch,
- * and they stay rare (one per 100 batches, plus three; the emulator's rate
- * here is about one in 2,000).  Everywhere else, and beyond those bounds,
- * each is a mismatch.
+ * An interrupt (or NMI) taken in STI's interrupt shadow, at the HLT of a
+ * target's idle wait, before the HLT ran.  KVM does not inject while the
+ * VMCB or VMCS reports the shadow (svm_interrupt_blocked(),
+ * vmx_interrupt_blocked()) and skips an emulated HLT before it blocks, so
+ * each is a mismatch, except where the plan says that the CPU below drops
+ * the shadow at VMRUN (--vmrun-drops-sti-shadow: QEMU 7.2 TCG, whose
+ * helper_vmrun() does not load the VMCB's int_state into its own state).
+ * There, a host interrupt between STI and HLT exits with the shadow
+ * reported; KVM opens an interrupt window for the pending interrupt; VMRUN
+ * drops the shadow, the window exits at once, at the HLT, and KVM injects
+ * there.  Per event the fuzzer cannot tell that from a KVM bug, so with the
+ * flag they are counted and printed, not judged, while there are at most
+ * batch / 100 + 3 of them by a given batch (QEMU's rate here is about one
+ * in 2,000 batches): a KVM that injects at the HLT in a few percent of
+ * batches or more still fails.  What no vendor's run can show is whether
+ * KVM honours the shadow itself: no exit happens inside it on Bochs (it
+ * holds external-interrupt exits in the shadow), and on QEMU the emulator's
+ * drops look the same.
  */
 static void check_shadow(void)
 {
@@ -1350,18 +1363,16 @@ static void check_shadow(void)
 		if (!n)
 			continue;
 		counters[C_SHADOW].n += n;
-		if (vmrun_drops_shadow && windows[t] >= n &&
-		    counters[C_SHADOW_EMU].n + n <= batch / 100 + 3) {
+		if (vmrun_drops_shadow && counters[C_SHADOW_EMU].n + n <= batch / 100 + 3) {
 			counters[C_SHADOW_EMU].n += n;
 			printf(PROG ": batch %" PRIu64 ": vCPU %u took %u interrupt(s) (the last vector "
-			       "0x%x) in STI's shadow, at the HLT of its idle wait, after %" PRIu64
-			       " interrupt-window exits: VMRUN dropped the shadow (the emulator's, "
-			       "see check_shadow())\n", batch, t, n, h_shadow_vec[t], windows[t]);
+			       "0x%x) in STI's shadow, at the HLT of its idle wait: VMRUN dropped the "
+			       "shadow (the emulator's, see check_shadow())\n", batch, t, n,
+			       h_shadow_vec[t]);
 			continue;
 		}
-		MISMATCH(-1, "vCPU %u took %u maskable interrupt(s) (the last vector 0x%x) in STI's "
-			 "interrupt shadow, at the HLT of its idle wait (%" PRIu64 " interrupt-window "
-			 "exits in the batch)", t, n, h_shadow_vec[t], windows[t]);
+		MISMATCH(-1, "vCPU %u took %u interrupt(s) (the last vector 0x%x) in STI's interrupt "
+			 "shadow, at the HLT of its idle wait", t, n, h_shadow_vec[t]);
 	}
 }
 
@@ -1380,9 +1391,6 @@ static void count_deliveries(void)
 		now = vcpu_stat(t, "irq_injections");
 		injected[t] = now - prev_inject[t];
 		prev_inject[t] = now;
-		now = vcpu_stat(t, "irq_window_exits");
-		windows[t] = now - prev_windows[t];
-		prev_windows[t] = now;
 	}
 }
 
@@ -1456,11 +1464,12 @@ static void check_batch(void)
 			print_others(lv, lps[i].op);
 		}
 	}
-	if (h_guest_timeouts[0] || h_guest_timeouts[1] || h_guest_timeouts[2] || h_guest_timeouts[3]) {
-		MISMATCH(-1, "guest waits timed out: ack %u kick %u fence %u start %u",
+	if (h_guest_timeouts[0] || h_guest_timeouts[1] || h_guest_timeouts[2] || h_guest_timeouts[3] ||
+	    h_guest_timeouts[4]) {
+		MISMATCH(-1, "guest waits timed out: ack %u kick %u fence %u start %u quiet %u",
 			 h_guest_timeouts[0], h_guest_timeouts[1], h_guest_timeouts[2],
-			 h_guest_timeouts[3]);
-		memset(h_guest_timeouts, 0, 4 * sizeof(uint32_t));
+			 h_guest_timeouts[3], h_guest_timeouts[4]);
+		memset(h_guest_timeouts, 0, sizeof(guest_timeouts));
 	}
 	memset(h_irq, 0, sizeof(irq_count));
 	memset(h_nmi, 0, sizeof(nmi_count));
@@ -1608,6 +1617,15 @@ int main(int argc, char *argv[])
 			argv[n++] = argv[i];
 	}
 	o = fuzz_parse(n, argv, PROG, DEFAULT_SEED, DEFAULT_ITERS);
+	if (vmrun_drops_shadow) {
+		if (!host_cpu_is_amd) {
+			fprintf(stderr, PROG ": --vmrun-drops-sti-shadow is for an emulated AMD CPU "
+				"(QEMU 7.2 TCG), not this one\n");
+			exit(2);
+		}
+		printf(PROG ": --vmrun-drops-sti-shadow: interrupts in STI's shadow counted, not "
+		       "judged (replay with it too)\n");
+	}
 
 	cap = kvm_has_cap(KVM_CAP_X86_APIC_REMOTE_READ);
 	printf(PROG ": %s, KVM_CAP_X86_APIC_REMOTE_READ %s\n",
