@@ -73,9 +73,8 @@
  * injected by KVM (L0, in the emulated machine) is delivered a second
  * time, with IF=0, at a translation-block boundary of its own entry path
  * (IDT stub, route_exception(), irq_handler()), which then counts that
- * vector twice:
- * a few per run with -smp 2, about one in 10,000 batches with -smp 1, on
- * 6.12 without the series as well, never under Bochs (VMX).  Those KVM
+ * vector twice: a few per run with -smp 2, about one in 10,000 batches
+ * with -smp 1, on 6.12 without the series as well, never under Bochs (VMX).  Those KVM
  * cannot have made (the vCPU took more maskable interrupts in the batch
  * than KVM injected, by at least their number) are counted and printed as
  * the emulator's and the model discounts them; any other is a mismatch;
@@ -561,9 +560,10 @@ static uint32_t noif_vecs[NR][256];	/* this batch: IF=0 deliveries per vector */
 static uint64_t took[NR], injected[NR], prev_inject[NR];
 static bool vmrun_drops_shadow;	/* --vmrun-drops-sti-shadow, see check_shadow() */
 static uint32_t *h_bell, prev_bell[NR];
-static int inj_fd[NR];
-static struct kvm_stats_header inj_hdr[NR];
-static struct kvm_stats_desc *inj_desc[NR];
+/* Each vCPU's KVM statistics, readable while the vCPU runs (vcpu_stat()). */
+static int stats_fd[NR];
+static struct kvm_stats_header stats_hdr[NR];
+static struct kvm_stats_desc *stats_desc[NR];
 static bool hw_apic_virt;	/* APICv/AVIC: the CPU delivers without KVM */
 static uint32_t emu_vecs[NR][256];	/* this batch: of noif_vecs, the emulator's */
 
@@ -588,13 +588,13 @@ static bool param_on(const char *path)
 /* A KVM statistic of vCPU @t, read without the vCPU's mutex (a running vCPU holds it). */
 static uint64_t vcpu_stat(uint32_t t, const char *name)
 {
-	for (uint32_t i = 0; i < inj_hdr[t].num_desc; i++) {
-		struct kvm_stats_desc *d = get_stats_descriptor(inj_desc[t], i, &inj_hdr[t]);
+	for (uint32_t i = 0; i < stats_hdr[t].num_desc; i++) {
+		struct kvm_stats_desc *d = get_stats_descriptor(stats_desc[t], i, &stats_hdr[t]);
 		uint64_t val;
 
 		if (strcmp(d->name, name))
 			continue;
-		read_stat_data(inj_fd[t], &inj_hdr[t], d, &val, 1);
+		read_stat_data(stats_fd[t], &stats_hdr[t], d, &val, 1);
 		return val;
 	}
 	TEST_FAIL("no statistic %s for vCPU %u", name, t);
@@ -1487,7 +1487,6 @@ static pid_t tids[NR];
 static volatile uint64_t batches_seen;
 static uint32_t *h_cmd_seq, *h_ack_seq, *h_end_seq;
 
-
 /* /proc/@tid/@name into @buf, or false. */
 static bool read_proc(pid_t tid, const char *name, char *buf, size_t size)
 {
@@ -1650,9 +1649,9 @@ int main(int argc, char *argv[])
 	h_irq = (uint32_t (*)[256])addr_gva2hva(vm, (vm_vaddr_t)irq_count);
 	h_bell = (uint32_t *)addr_gva2hva(vm, (vm_vaddr_t)bell_count);
 	for (i = 0; i < NR; i++) {
-		inj_fd[i] = vcpu_get_stats_fd(vcpus[i]);
-		read_stats_header(inj_fd[i], &inj_hdr[i]);
-		inj_desc[i] = read_stats_descriptors(inj_fd[i], &inj_hdr[i]);
+		stats_fd[i] = vcpu_get_stats_fd(vcpus[i]);
+		read_stats_header(stats_fd[i], &stats_hdr[i]);
+		stats_desc[i] = read_stats_descriptors(stats_fd[i], &stats_hdr[i]);
 	}
 	hw_apic_virt = param_on("/sys/module/kvm_intel/parameters/enable_apicv") ||
 		       param_on("/sys/module/kvm_amd/parameters/avic");
@@ -1721,8 +1720,8 @@ int main(int argc, char *argv[])
 	       counters[C_SHADOW_EMU].n, vmrun_drops_shadow ? " (--vmrun-drops-sti-shadow)" : "");
 	fuzz_summary(PROG, &o, guest_ops, mismatches);
 	for (i = 0; i < NR; i++) {
-		close(inj_fd[i]);	/* each holds a reference to the VM */
-		free(inj_desc[i]);
+		close(stats_fd[i]);	/* each holds a reference to the VM */
+		free(stats_desc[i]);
 	}
 	kvm_vm_free(vm);
 	return mismatches ? 1 : 0;
